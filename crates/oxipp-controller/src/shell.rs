@@ -1,0 +1,367 @@
+//! The socket shell: binds every controller socket, writes the connection files, and runs
+//! one poll loop that feeds the core.
+//!
+//! One thread serves everything. Per message the work is a parse, an HMAC and a hash-map
+//! lookup or two, so a single loop keeps up with far more traffic than the engines can make,
+//! and needs no locks between Hub, schedulers and relays.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use oxipp_taskdb::{MemoryLimits, MemoryStore, NoDb, SqliteStore, TaskStore};
+use oxipp_wire::connection::{self, ClientInfo, EngineInfo};
+use oxipp_wire::sockets::{self, SocketSpec};
+use oxipp_wire::{Frame, Signer};
+use serde_json::json;
+use zmq::SocketType;
+
+use crate::config::{Config, DbKind};
+use crate::core::{Controller, EngineConnInfo};
+use crate::outbox::{Outbox, Sock};
+
+/// Unroutable engine-facing sends are retried this long (an engine's connection may still be
+/// completing its handshake) before being dropped with a warning.
+const DEFERRED_SEND_LIMIT: Duration = Duration::from_secs(2);
+/// Messages taken from one socket before looking at the others, for fairness.
+const BATCH: usize = 512;
+
+struct Deferred {
+    sock: Sock,
+    frames: Vec<Frame>,
+    give_up: Instant,
+}
+
+struct ZmqOutbox<'a> {
+    sockets: &'a HashMap<Sock, zmq::Socket>,
+    deferred: &'a mut VecDeque<Deferred>,
+    now: Instant,
+}
+
+fn engine_facing(s: Sock) -> bool {
+    matches!(s, Sock::MuxEngine | Sock::TaskEngine | Sock::ControlEngine | Sock::BcastLeaf(_))
+}
+
+impl Outbox for ZmqOutbox<'_> {
+    fn send(&mut self, sock: Sock, frames: Vec<Frame>) -> bool {
+        let Some(s) = self.sockets.get(&sock) else { return false };
+        match sockets::send_frames(s, frames.iter()) {
+            Ok(()) => true,
+            Err(zmq::Error::EHOSTUNREACH) if engine_facing(sock) => {
+                self.deferred.push_back(Deferred { sock, frames, give_up: self.now + DEFERRED_SEND_LIMIT });
+                true
+            }
+            Err(e) => {
+                tracing::warn!("send on {sock:?} failed: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Bound sockets and the ports they got.
+struct Bound {
+    sockets: HashMap<Sock, zmq::Socket>,
+    client: ClientInfo,
+    engine: EngineInfo,
+}
+
+struct PortPool {
+    ports: VecDeque<u16>,
+}
+
+impl PortPool {
+    fn next(&mut self) -> u16 {
+        self.ports.pop_front().unwrap_or(0)
+    }
+}
+
+fn interface(transport: &str, ip: &str) -> String {
+    let ip = if ip.is_empty() { "127.0.0.1" } else { ip };
+    format!("{transport}://{ip}")
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn bind_all(
+    ctx: &zmq::Context,
+    cfg: &Config,
+    reuse: Option<(ClientInfo, EngineInfo)>,
+    key: &str,
+) -> anyhow::Result<Bound> {
+    for t in [&cfg.client_transport, &cfg.engine_transport] {
+        if t != "tcp" {
+            bail!("transport {t:?} is not supported by the oxipp controller (use tcp)");
+        }
+    }
+    let ciface = interface(&cfg.client_transport, &cfg.client_ip);
+    let eiface = interface(&cfg.engine_transport, &cfg.engine_ip);
+    let mut pool = PortPool { ports: cfg.ports.iter().copied().collect() };
+    let (rc, re) = match &reuse {
+        Some((c, e)) => (Some(c), Some(e)),
+        None => (None, None),
+    };
+    let mut sockets = HashMap::new();
+    let mut mk = |sock: Sock, kind: SocketType, ident: Option<&[u8]>, iface: &str, port: u16, sub: bool| -> anyhow::Result<u16> {
+        let s = sockets::new_socket(ctx, kind, &SocketSpec { identity: ident, subscribe_all: sub })
+            .with_context(|| format!("creating {sock:?} socket"))?;
+        if kind == SocketType::ROUTER && engine_facing(sock) {
+            s.set_router_mandatory(true)?;
+        }
+        let port = if port == 0 { pool.next() } else { port };
+        let p = sockets::bind(&s, iface, port).with_context(|| format!("binding {sock:?} on {iface}:{port}"))?;
+        sockets.insert(sock, s);
+        Ok(p)
+    };
+    let registration = mk(Sock::Query, SocketType::ROUTER, None, &ciface, rc.map_or(0, |c| c.registration), false)?;
+    let mux_c = mk(Sock::MuxClient, SocketType::ROUTER, Some(b"mux_in"), &ciface, rc.map_or(0, |c| c.mux), false)?;
+    let mux_e = mk(Sock::MuxEngine, SocketType::ROUTER, Some(b"mux_out"), &eiface, re.map_or(0, |e| e.mux), false)?;
+    let task_c = mk(Sock::TaskClient, SocketType::ROUTER, Some(b"task_in"), &ciface, rc.map_or(0, |c| c.task), false)?;
+    let task_kind = if cfg.scheme == "pure" { SocketType::DEALER } else { SocketType::ROUTER };
+    let task_e = mk(Sock::TaskEngine, task_kind, Some(b"task_out"), &eiface, re.map_or(0, |e| e.task), false)?;
+    let ctl_c = mk(Sock::ControlClient, SocketType::ROUTER, Some(b"control_in"), &ciface, rc.map_or(0, |c| c.control), false)?;
+    let ctl_e = mk(Sock::ControlEngine, SocketType::ROUTER, Some(b"control_out"), &eiface, re.map_or(0, |e| e.control), false)?;
+    let iopub_c = mk(Sock::IopubOut, SocketType::PUB, None, &ciface, rc.map_or(0, |c| c.iopub), false)?;
+    let iopub_e = mk(Sock::IopubIn, SocketType::SUB, None, &eiface, re.map_or(0, |e| e.iopub), true)?;
+    let notification = mk(Sock::Notification, SocketType::PUB, None, &ciface, rc.map_or(0, |c| c.notification), false)?;
+    let hb_ping = mk(Sock::HbPing, SocketType::PUB, None, &eiface, re.map_or(0, |e| e.hb_ping), false)?;
+    let hb_pong = mk(Sock::HbPong, SocketType::ROUTER, None, &eiface, re.map_or(0, |e| e.hb_pong), false)?;
+    let bcast_c = mk(Sock::BcastClient, SocketType::ROUTER, Some(b"sub_scheduler_0"), &ciface, rc.map_or(0, |c| c.broadcast), false)?;
+    let n_leaves = 1usize << cfg.broadcast_depth;
+    let mut leaves = Vec::with_capacity(n_leaves);
+    for i in 0..n_leaves {
+        let path = format!("0{:0width$b}", i, width = cfg.broadcast_depth as usize);
+        let ident = format!("sub_scheduler_{}", if cfg.broadcast_depth == 0 { "0".to_string() } else { path });
+        let port = re.and_then(|e| e.broadcast.get(i).copied()).unwrap_or(0);
+        leaves.push(mk(Sock::BcastLeaf(i as u16), SocketType::ROUTER, Some(ident.as_bytes()), &eiface, port, false)?);
+    }
+    if eiface != ciface {
+        // Engines reach the registration port on the engine interface too.
+        if let Some(q) = sockets.get(&Sock::Query) {
+            q.bind(&format!("{eiface}:{registration}")).context("binding registration on the engine interface")?;
+        }
+    }
+    let location = cfg.location.clone().unwrap_or_else(hostname);
+    let client = ClientInfo {
+        ssh: cfg.ssh_server.clone(),
+        interface: ciface,
+        registration,
+        control: ctl_c,
+        mux: mux_c,
+        task: task_c,
+        task_scheme: cfg.scheme.clone(),
+        iopub: iopub_c,
+        notification,
+        broadcast: bcast_c,
+        key: key.to_string(),
+        curve_serverkey: None,
+        location: location.clone(),
+        pack: "json".into(),
+        unpack: "json".into(),
+        signature_scheme: cfg.signature_scheme.clone(),
+    };
+    let engine = EngineInfo {
+        ssh: cfg.engine_ssh_server.clone(),
+        interface: eiface,
+        registration,
+        control: ctl_e,
+        mux: mux_e,
+        task: task_e,
+        iopub: iopub_e,
+        hb_ping,
+        hb_pong,
+        broadcast: leaves,
+        key: key.to_string(),
+        curve_serverkey: None,
+        location,
+        pack: "json".into(),
+        unpack: "json".into(),
+        signature_scheme: cfg.signature_scheme.clone(),
+    };
+    Ok(Bound { sockets, client, engine })
+}
+
+fn open_db(cfg: &Config, profile_dir: &std::path::Path) -> anyhow::Result<Box<dyn TaskStore>> {
+    Ok(match cfg.db {
+        DbKind::Memory => Box::new(MemoryStore::new(MemoryLimits {
+            record_limit: cfg.dict_record_limit,
+            size_limit: cfg.dict_size_limit,
+            cull_fraction: cfg.dict_cull_fraction,
+            ..MemoryLimits::default()
+        })),
+        DbKind::None => Box::new(NoDb::default()),
+        DbKind::Sqlite => {
+            let dir = cfg.sqlite_location.clone().unwrap_or_else(|| profile_dir.to_path_buf());
+            let path = dir.join(&cfg.sqlite_filename);
+            Box::new(
+                SqliteStore::open(&path, &cfg.sqlite_table)
+                    .map_err(|e| anyhow::anyhow!("opening SQLite task database {}: {e}", path.display()))?,
+            )
+        }
+    })
+}
+
+/// Raises the open-file limit to its hard maximum: every engine holds several connections.
+fn raise_fd_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("could not raise the open-file limit: {e}");
+    }
+}
+
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let profile_dir = cfg.profile_dir();
+    oxipp_wire::profile::ensure(&profile_dir)
+        .with_context(|| format!("creating profile directory {}", profile_dir.display()))?;
+    let security = profile_dir.join("security");
+    let (cdef, edef) = connection::file_names(&cfg.cluster_id);
+    let client_path = security.join(cfg.client_json_file.clone().unwrap_or(cdef));
+    let engine_path = security.join(cfg.engine_json_file.clone().unwrap_or(edef));
+    let reuse = if cfg.reuse_files && client_path.exists() && engine_path.exists() {
+        let c: ClientInfo = connection::read_json(&client_path)?;
+        let e: EngineInfo = connection::read_json(&engine_path)?;
+        if c.key != e.key || c.registration != e.registration || c.signature_scheme != e.signature_scheme {
+            bail!("--reuse: {} and {} disagree on key/registration/signature_scheme", client_path.display(), engine_path.display());
+        }
+        Some((c, e))
+    } else {
+        None
+    };
+    let key = match (&cfg.key, &reuse) {
+        (Some(k), _) => k.clone(),
+        (None, Some((c, _))) => c.key.clone(),
+        (None, None) => connection::new_key(),
+    };
+    let signer = Signer::new(key.as_bytes(), &cfg.signature_scheme).map_err(anyhow::Error::msg)?;
+    raise_fd_limit();
+    let ctx = zmq::Context::new();
+    let reused = reuse.is_some();
+    let bound = bind_all(&ctx, &cfg, reuse, &key)?;
+    if !reused {
+        connection::write_private_json(&engine_path, &bound.engine)?;
+        connection::write_private_json(&client_path, &bound.client)?;
+    }
+    tracing::info!("client connection file: {}", client_path.display());
+    tracing::info!("engine connection file: {}", engine_path.display());
+    let state_path: PathBuf = profile_dir.join("log").join(format!("engines{}.json", cfg.cluster_id));
+    let e = &bound.engine;
+    let engine_info = EngineConnInfo(json!({
+        "interface": e.interface, "registration": e.registration, "control": e.control,
+        "mux": e.mux, "task": e.task, "iopub": e.iopub, "hb_ping": e.hb_ping, "hb_pong": e.hb_pong,
+        "broadcast": e.broadcast,
+    }));
+    let db = open_db(&cfg, &profile_dir)?;
+    let n_leaves = bound.engine.broadcast.len();
+    let restore = cfg.restore_engines;
+    let reuse_files = cfg.reuse_files;
+    let now = Instant::now();
+    let mut core = Controller::new(cfg, engine_info, signer, db, n_leaves, Some(state_path.clone()), now)
+        .map_err(anyhow::Error::msg)?;
+    if restore {
+        match connection::read_json(&state_path) {
+            Ok(state) => {
+                let n = core.restore_engines(&state, now);
+                tracing::info!("restored {n} engines from {}", state_path.display());
+            }
+            Err(e) => tracing::warn!("--restore: no engine state to restore ({e})"),
+        }
+    }
+    core.write_state();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    tracing::info!("oxipp controller ready (scheme {}, heartbeat {} ms)", core.cfg.scheme, core.cfg.hb_period_ms);
+    let result = event_loop(&mut core, &bound.sockets, &stop);
+    if let Err(e) = core.flush_db() {
+        tracing::error!("final task database flush failed: {e}");
+    }
+    if !reuse_files {
+        let _ = std::fs::remove_file(&client_path);
+        let _ = std::fs::remove_file(&engine_path);
+    }
+    let counts = &core.stats.counts;
+    if !counts.is_empty() {
+        tracing::info!("refused/dropped message counts: {counts:?}");
+    }
+    drop(bound);
+    result
+}
+
+fn event_loop(core: &mut Controller, socks: &HashMap<Sock, zmq::Socket>, stop: &AtomicBool) -> anyhow::Result<()> {
+    let order: Vec<Sock> = socks
+        .keys()
+        .copied()
+        .filter(|s| !matches!(s, Sock::IopubOut | Sock::Notification | Sock::HbPing))
+        .collect();
+    let mut deferred: VecDeque<Deferred> = VecDeque::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!("signal received; shutting down");
+            return Ok(());
+        }
+        let now = Instant::now();
+        if core.exit_at().is_some_and(|t| now >= t) {
+            return Ok(());
+        }
+        let mut wait = core.next_deadline().saturating_duration_since(now);
+        if !deferred.is_empty() {
+            wait = wait.min(Duration::from_millis(5));
+        }
+        let timeout = wait.min(Duration::from_millis(100)).as_millis() as i64;
+        let mut items: Vec<zmq::PollItem> = order.iter().map(|s| socks[s].as_poll_item(zmq::POLLIN)).collect();
+        match zmq::poll(&mut items, timeout) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<Sock> =
+            order.iter().zip(items.iter()).filter(|(_, it)| it.is_readable()).map(|(s, _)| *s).collect();
+        drop(items);
+        for sock in ready {
+            let s = &socks[&sock];
+            for _ in 0..BATCH {
+                match sockets::recv_frames(s, true) {
+                    Ok(frames) => {
+                        let now = Instant::now();
+                        let mut out = ZmqOutbox { sockets: socks, deferred: &mut deferred, now };
+                        core.handle(sock, frames, now, &mut out);
+                    }
+                    Err(zmq::Error::EAGAIN) => break,
+                    Err(zmq::Error::EINTR) => break,
+                    Err(e) => {
+                        tracing::error!("receive on {sock:?} failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut out = ZmqOutbox { sockets: socks, deferred: &mut deferred, now };
+        core.tick(now, &mut out);
+        retry_deferred(socks, &mut deferred, now);
+    }
+}
+
+fn retry_deferred(socks: &HashMap<Sock, zmq::Socket>, deferred: &mut VecDeque<Deferred>, now: Instant) {
+    for _ in 0..deferred.len() {
+        let Some(d) = deferred.pop_front() else { break };
+        let Some(s) = socks.get(&d.sock) else { continue };
+        match sockets::send_frames(s, d.frames.iter()) {
+            Ok(()) => {}
+            Err(zmq::Error::EHOSTUNREACH) if now < d.give_up => deferred.push_back(d),
+            Err(e) => {
+                let peer = d.frames.first().map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
+                tracing::warn!("dropping a message for engine {peer:?} on {:?}: {e} for {:?}", d.sock, DEFERRED_SEND_LIMIT);
+            }
+        }
+    }
+}
