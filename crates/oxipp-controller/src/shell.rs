@@ -217,7 +217,18 @@ fn raise_fd_limit() {
     }
 }
 
+/// Runs the controller until SIGTERM/SIGINT or a Hub shutdown request.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    serve(cfg, stop, |_| {})
+}
+
+/// Runs the controller until `stop` is set or a Hub shutdown request. `ready` is called
+/// once the sockets are bound and the connection files written (tests wait on it).
+pub fn serve(cfg: Config, stop: Arc<AtomicBool>, ready: impl FnOnce(&ClientInfo)) -> anyhow::Result<()> {
     let profile_dir = cfg.profile_dir();
     oxipp_wire::profile::ensure(&profile_dir)
         .with_context(|| format!("creating profile directory {}", profile_dir.display()))?;
@@ -275,11 +286,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     core.write_state();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
+    ready(&bound.client);
     tracing::info!("oxipp controller ready (scheme {}, heartbeat {} ms)", core.cfg.scheme, core.cfg.hb_period_ms);
     let result = event_loop(&mut core, &bound.sockets, &stop);
     if let Err(e) = core.flush_db() {
