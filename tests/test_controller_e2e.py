@@ -72,7 +72,8 @@ class Cluster:
         return self.profile_dir / "security" / "ipcontroller-engine.json"
 
     def start_controller(self, *args: str) -> subprocess.Popen:
-        cmd = [str(self.bin), "controller", f"--profile-dir={self.profile_dir}", "--ping=200", *args]
+        cmd = [str(self.bin), "controller", f"--profile-dir={self.profile_dir}", "--ping=200"]
+        cmd += args
         log = open(self.profile_dir.parent / "controller.log", "ab")
         self.controller = subprocess.Popen(cmd, stdout=log, stderr=log)
         wait_for(lambda: self.client_file.exists() and self.engine_file.exists(), 10,
