@@ -21,8 +21,21 @@ import pytest
 ipp = pytest.importorskip("ipyparallel")
 
 CLIENT_KEYS = {
-    "ssh", "interface", "registration", "control", "mux", "task", "task_scheme", "iopub",
-    "notification", "broadcast", "key", "curve_serverkey", "location", "pack", "unpack",
+    "ssh",
+    "interface",
+    "registration",
+    "control",
+    "mux",
+    "task",
+    "task_scheme",
+    "iopub",
+    "notification",
+    "broadcast",
+    "key",
+    "curve_serverkey",
+    "location",
+    "pack",
+    "unpack",
     "signature_scheme",
 }
 ENGINE_KEYS = (CLIENT_KEYS - {"task_scheme", "notification"}) | {"hb_ping", "hb_pong"}
@@ -76,13 +89,19 @@ class Cluster:
         cmd += args
         log = open(self.profile_dir.parent / "controller.log", "ab")
         self.controller = subprocess.Popen(cmd, stdout=log, stderr=log)
-        wait_for(lambda: self.client_file.exists() and self.engine_file.exists(), 10,
-                 "connection files")
+        wait_for(
+            lambda: self.client_file.exists() and self.engine_file.exists(), 10, "connection files"
+        )
         return self.controller
 
     def start_engine(self, *args: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "ipyparallel.engine", f"--profile-dir={self.profile_dir}",
-               *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ipyparallel.engine",
+            f"--profile-dir={self.profile_dir}",
+            *args,
+        ]
         log = open(self.profile_dir.parent / f"engine{len(self.engines)}.log", "ab")
         p = subprocess.Popen(cmd, stdout=log, stderr=log)
         self.engines.append(p)
@@ -191,8 +210,9 @@ def test_killed_engine_fails_its_lb_task_quickly(cluster):
             return next((e for e in rc.ids if status[e]["tasks"]), None)
 
         # engine ids can be 0, so wrap the answer in a list to keep it truthy
-        [victim] = wait_for(lambda: [e] if (e := running_on()) is not None else None, 10,
-                            "the task to be assigned")
+        [victim] = wait_for(
+            lambda: [e] if (e := running_on()) is not None else None, 10, "the task to be assigned"
+        )
         t0 = time.monotonic()
         os.kill(pids[victim], signal.SIGKILL)
         with pytest.raises(ipp.error.RemoteError) as exc:
@@ -215,7 +235,11 @@ def test_unknown_engine_gets_an_error_not_a_hang(cluster):
 
 
 def test_python_m_oxipp_controller_version():
-    out = subprocess.run([sys.executable, "-m", "oxipp.controller", "--version"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "oxipp.controller", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "9.2.0"

@@ -21,6 +21,9 @@ pub mod shell;
 pub mod stats;
 pub mod tasks;
 
+#[cfg(test)]
+mod core_tests;
+
 pub use config::Config;
 
 const HELP: &str = "\
