@@ -5,9 +5,54 @@
 //! `--nodb`. Everything that would grow with the number of tasks ever run is bounded:
 //! per-engine completed lists keep the most recent `completed_cap` ids plus a total count.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use indexmap::IndexSet;
+/// A set that remembers insertion order with O(log n) insert and remove (an `IndexSet`'s
+/// order-preserving remove is O(n), which at thousands of tasks in flight dominated the
+/// controller's time per task).
+#[derive(Debug, Default)]
+pub struct OrderedSet {
+    seq: u64,
+    by_id: HashMap<String, u64>,
+    order: BTreeMap<u64, String>,
+}
+
+impl OrderedSet {
+    pub fn insert(&mut self, id: String) {
+        if self.by_id.contains_key(&id) {
+            return;
+        }
+        self.seq += 1;
+        self.order.insert(self.seq, id.clone());
+        self.by_id.insert(id, self.seq);
+    }
+
+    pub fn remove(&mut self, id: &str) -> bool {
+        match self.by_id.remove(id) {
+            Some(seq) => {
+                self.order.remove(&seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.order.values()
+    }
+}
 
 /// Completed ids kept per engine for verbose `queue_status`.
 pub const COMPLETED_CAP: usize = 10_000;
@@ -17,9 +62,9 @@ pub const RECENT_CAP: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct EngineBook {
     /// Direct (mux) requests sent to this engine and not answered yet.
-    pub queue: IndexSet<String>,
+    pub queue: OrderedSet,
     /// Load-balanced tasks assigned to this engine and not answered yet.
-    pub tasks: IndexSet<String>,
+    pub tasks: OrderedSet,
     pub completed: VecDeque<String>,
     pub completed_total: u64,
 }
@@ -27,9 +72,10 @@ pub struct EngineBook {
 #[derive(Debug, Default)]
 pub struct Book {
     pub pending: HashSet<String>,
-    pub unassigned: IndexSet<String>,
+    pub unassigned: OrderedSet,
     pub engines: HashMap<u32, EngineBook>,
-    recent: IndexSet<String>,
+    recent: HashSet<String>,
+    recent_order: VecDeque<String>,
 }
 
 impl Book {
@@ -41,11 +87,11 @@ impl Book {
     /// failures), `count` = whether it counts as completed there (aborted ones don't).
     pub fn finish(&mut self, msg_id: &str, on: Option<u32>, count: bool) -> bool {
         let was_pending = self.pending.remove(msg_id);
-        self.unassigned.shift_remove(msg_id);
+        self.unassigned.remove(msg_id);
         if let Some(eid) = on {
             let e = self.engine(eid);
-            e.queue.shift_remove(msg_id);
-            e.tasks.shift_remove(msg_id);
+            e.queue.remove(msg_id);
+            e.tasks.remove(msg_id);
             if count && was_pending {
                 e.completed.push_back(msg_id.to_string());
                 e.completed_total += 1;
@@ -54,10 +100,12 @@ impl Book {
                 }
             }
         }
-        if was_pending {
-            self.recent.insert(msg_id.to_string());
-            if self.recent.len() > RECENT_CAP {
-                self.recent.shift_remove_index(0);
+        if was_pending && self.recent.insert(msg_id.to_string()) {
+            self.recent_order.push_back(msg_id.to_string());
+            if self.recent_order.len() > RECENT_CAP {
+                if let Some(old) = self.recent_order.pop_front() {
+                    self.recent.remove(&old);
+                }
             }
         }
         was_pending

@@ -37,7 +37,10 @@ struct Bcast {
 }
 
 fn parse_targets(md: &Map<String, Value>) -> Result<Vec<(String, u64)>, String> {
-    let list = md.get("targets").and_then(Value::as_array).ok_or("metadata.targets must be a list")?;
+    let list = md
+        .get("targets")
+        .and_then(Value::as_array)
+        .ok_or("metadata.targets must be a list")?;
     list.iter()
         .map(|t| match t.as_array().map(Vec::as_slice) {
             Some([Value::String(u), id]) => id
@@ -55,16 +58,21 @@ impl Controller {
             self.stats.bump("bcast_no_client");
             return;
         };
-        let parsed = inb.msg.metadata_map().map_err(|e| e.to_string()).and_then(|md| {
-            let targets = parse_targets(&md)?;
-            let header = inb.msg.header_map().map_err(|e| e.to_string())?;
-            Ok((md, targets, header))
-        });
+        let parsed = inb
+            .msg
+            .metadata_map()
+            .map_err(|e| e.to_string())
+            .and_then(|md| {
+                let targets = parse_targets(&md)?;
+                let header = inb.msg.header_map().map_err(|e| e.to_string())?;
+                Ok((md, targets, header))
+            });
         let (mut md, targets, header) = match parsed {
             Ok(p) => p,
             Err(e) => {
                 self.stats.bump("bcast_bad_metadata");
-                let content = error_content("ValueError", &format!("invalid broadcast request: {e}"));
+                let content =
+                    error_content("ValueError", &format!("invalid broadcast request: {e}"));
                 let m = self.hub_session.build(
                     vec![client],
                     &oxipp_wire::msg_types::reply_type(&inb.fields.msg_type),
@@ -77,7 +85,10 @@ impl Controller {
                 return;
             }
         };
-        let coalescing = md.get("is_coalescing").and_then(Value::as_bool).unwrap_or(false);
+        let coalescing = md
+            .get("is_coalescing")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let original = md
             .get("original_msg_id")
             .and_then(Value::as_str)
@@ -98,10 +109,11 @@ impl Controller {
         };
         let mut dead = Vec::new();
         for (uuid, id) in &targets {
+            b.outstanding.insert(uuid.clone());
             if self.registry.id_of(uuid).is_none() {
                 dead.push(uuid.clone());
+                continue;
             }
-            b.outstanding.insert(uuid.clone());
             let mut h = header.clone();
             h.insert("msg_id".into(), Value::String(format!("{original}_{uuid}")));
             let mut m = Message {
@@ -119,7 +131,7 @@ impl Controller {
         }
         self.bcast.pending.insert(original.clone(), b);
         for uuid in dead {
-            self.bcast_slot_failed(&original, &uuid, "is not registered", now, out);
+            self.bcast_slot_failed(&original, &uuid, false, now, out);
         }
         if targets.is_empty() {
             self.bcast.pending.remove(&original);
@@ -135,21 +147,37 @@ impl Controller {
         let uuid = ident_str(engine);
         let client = client.clone();
         let md = inb.msg.metadata_map().unwrap_or_default();
-        let original = md.get("original_msg_id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let coalescing = md.get("is_coalescing").and_then(Value::as_bool).unwrap_or(false);
+        let original = md
+            .get("original_msg_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let coalescing = md
+            .get("is_coalescing")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         if !coalescing {
             let mut msg = inb.msg;
             msg.idents = vec![client];
-            out.send(Sock::BcastClient, msg.into_frames());
-            self.bcast_slot_done(&original, &uuid, None, now, out);
+            out.send(Sock::BcastClient, msg.clone().into_frames());
+            self.bcast_slot_done(&original, &uuid, Some(msg), now, out);
         } else {
             self.bcast_slot_done(&original, &uuid, Some(inb.msg), now, out);
         }
     }
 
     /// An engine of a broadcast answered (or will never answer).
-    fn bcast_slot_done(&mut self, original: &str, uuid: &str, reply: Option<Message>, now: Instant, out: &mut dyn Outbox) {
-        let Some(b) = self.bcast.pending.get_mut(original) else { return };
+    fn bcast_slot_done(
+        &mut self,
+        original: &str,
+        uuid: &str,
+        reply: Option<Message>,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(b) = self.bcast.pending.get_mut(original) else {
+            return;
+        };
         if !b.outstanding.remove(uuid) {
             return;
         }
@@ -159,17 +187,24 @@ impl Controller {
         if !b.outstanding.is_empty() {
             return;
         }
-        let Some(b) = self.bcast.pending.remove(original) else { return };
-        self.book.finish(original, None, true);
-        if !b.coalescing {
+        let Some(b) = self.bcast.pending.remove(original) else {
             return;
-        }
+        };
+        self.book.finish(original, None, true);
+        let coalescing = b.coalescing;
         let Some(m) = self.coalesce(b) else { return };
+        // The record of a non-coalescing broadcast gets the combined view too (every
+        // engine's buffers), so `get_result` from another client sees all results.
         if let Ok(fields) = m.header_fields() {
-            let inb = Inbound { msg: m.clone(), fields };
+            let inb = Inbound {
+                msg: m.clone(),
+                fields,
+            };
             self.record_result(original, &inb, None, now);
         }
-        out.send(Sock::BcastClient, m.into_frames());
+        if coalescing {
+            out.send(Sock::BcastClient, m.into_frames());
+        }
     }
 
     /// One reply for the whole broadcast: the last reply's header and parent, the first
@@ -177,15 +212,26 @@ impl Controller {
     /// earlier failures), `broadcast_targets` in request order and every result's buffers in
     /// that same order.
     fn coalesce(&self, mut b: Bcast) -> Option<Message> {
-        let replies: Vec<Message> = b.targets.iter().filter_map(|(u, _)| b.replies.remove(u)).collect();
+        let replies: Vec<Message> = b
+            .targets
+            .iter()
+            .filter_map(|(u, _)| b.replies.remove(u))
+            .collect();
         let last = replies.iter().max_by_key(|m| date_key(m)).cloned()?;
-        let error_content = replies.iter().find(|m| content_status(m) != "ok").map(|m| m.content.clone());
+        let error_content = replies
+            .iter()
+            .find(|m| content_status(m) != "ok")
+            .map(|m| m.content.clone());
         let mut md = last.metadata_map().unwrap_or_default();
         md.insert(
             "broadcast_targets".into(),
             Value::Array(b.targets.iter().map(|(u, i)| json!([u, i])).collect()),
         );
-        let buffers = if error_content.is_some() { vec![] } else { replies.iter().flat_map(|m| m.buffers.clone()).collect() };
+        let buffers = if error_content.is_some() {
+            vec![]
+        } else {
+            replies.iter().flat_map(|m| m.buffers.clone()).collect()
+        };
         let mut m = Message {
             idents: vec![b.client.clone()],
             signature: Bytes::new(),
@@ -201,33 +247,76 @@ impl Controller {
     }
 
     /// Fills the slot of an engine that cannot answer with an `EngineError`.
-    fn bcast_slot_failed(&mut self, original: &str, uuid: &str, why: &str, now: Instant, out: &mut dyn Outbox) {
-        let Some(b) = self.bcast.pending.get(original) else { return };
-        let reply = if b.coalescing {
-            let content = error_content("EngineError", &format!("Engine {uuid:?} {why} (broadcast task {original:?})"));
+    fn bcast_slot_failed(
+        &mut self,
+        original: &str,
+        uuid: &str,
+        engine_died: bool,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let why = if engine_died {
+            "died while running it"
+        } else {
+            "is not registered"
+        };
+        let Some(b) = self.bcast.pending.get(original) else {
+            return;
+        };
+        let client = b.client.clone();
+        let coalescing = b.coalescing;
+        let reply = {
+            let content = error_content(
+                "EngineError",
+                &format!("Engine {uuid:?} {why} (broadcast task {original:?})"),
+            );
             let md = json!({
-                "status": "error", "engine": uuid, "is_broadcast": true, "is_coalescing": true,
+                "status": "error", "engine": uuid, "is_broadcast": true, "is_coalescing": coalescing,
                 "original_msg_id": original, "dependencies_met": true,
             });
             let mut parent = b.header.clone();
             parent.insert("msg_id".into(), Value::String(format!("{original}_{uuid}")));
             let reply_type = oxipp_wire::msg_types::reply_type(
-                parent.get("msg_type").and_then(Value::as_str).unwrap_or("apply_request"),
+                parent
+                    .get("msg_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("apply_request"),
             );
             let parent = Bytes::from(encode(&Value::Object(parent)));
-            Some(self.hub_session.build(vec![], &reply_type, Some(&parent), &md, &content, vec![]))
-        } else {
-            None
+            self.hub_session.build(
+                vec![client],
+                &reply_type,
+                Some(&parent),
+                &md,
+                &content,
+                vec![],
+            )
         };
-        self.bcast_slot_done(original, uuid, reply, now, out);
+        if !coalescing && !engine_died {
+            // Nobody else will tell the client about an engine that was never registered
+            // (for engines that die, the client fails their slots on the notification).
+            out.send(Sock::BcastClient, reply.clone().into_frames());
+        }
+        self.bcast_slot_done(original, uuid, Some(reply), now, out);
     }
 
     /// A dead engine's broadcast slots are failed (clients fail non-coalescing ones themselves).
-    pub(crate) fn bcast_engine_died(&mut self, uuid: &str, _id: u32, now: Instant, out: &mut dyn Outbox) {
-        let affected: Vec<String> =
-            self.bcast.pending.iter().filter(|(_, b)| b.outstanding.contains(uuid)).map(|(k, _)| k.clone()).collect();
+    pub(crate) fn bcast_engine_died(
+        &mut self,
+        uuid: &str,
+        _id: u32,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let affected: Vec<String> = self
+            .bcast
+            .pending
+            .iter()
+            .filter(|(_, b)| b.outstanding.contains(uuid))
+            .map(|(k, _)| k.clone())
+            .collect();
         for original in affected {
-            self.bcast_slot_failed(&original, uuid, "died while running it", now, out);
+            self.bcast_slot_failed(&original, uuid, true, now, out);
         }
     }
 }

@@ -147,8 +147,23 @@ const ALIASES: &[(&str, &str)] = &[
 
 /// Value-less flags.
 const FLAGS: &[&str] = &[
-    "usethreads", "sqlitedb", "mongodb", "dictdb", "nodb", "reuse", "restore", "log-to-file",
-    "debug", "quiet", "init", "secure", "no-secure", "version", "help", "help-all", "h",
+    "usethreads",
+    "sqlitedb",
+    "mongodb",
+    "dictdb",
+    "nodb",
+    "reuse",
+    "restore",
+    "log-to-file",
+    "debug",
+    "quiet",
+    "init",
+    "secure",
+    "no-secure",
+    "version",
+    "help",
+    "help-all",
+    "h",
 ];
 
 impl Config {
@@ -181,10 +196,15 @@ impl Config {
         if cfg.cluster_id.is_empty() {
             cfg.cluster_id = oxipp_wire::profile::env_cluster_id();
         }
-        if std::env::var("IPP_ENABLE_CURVE").map(|v| !v.is_empty() && v != "0").unwrap_or(false) {
-            return Err("IPP_ENABLE_CURVE is set, but this oxipp build has no CurveZMQ support \
+        if std::env::var("IPP_ENABLE_CURVE")
+            .map(|v| !v.is_empty() && v != "0")
+            .unwrap_or(false)
+        {
+            return Err(
+                "IPP_ENABLE_CURVE is set, but this oxipp build has no CurveZMQ support \
                         (libzmq is built without libsodium); unset it or use TLS tunnels"
-                .into());
+                    .into(),
+            );
         }
         Ok(cfg)
     }
@@ -196,7 +216,8 @@ impl Config {
 
     /// Registration stall timeout, stock default `max(30, period/100)` seconds.
     pub fn registration_timeout_s(&self) -> f64 {
-        self.registration_timeout.unwrap_or_else(|| (self.hb_period_ms as f64 / 100.0).max(30.0))
+        self.registration_timeout
+            .unwrap_or_else(|| (self.hb_period_ms as f64 / 100.0).max(30.0))
     }
 
     fn apply(&mut self, key: &str, value: &Value) -> Result<(), String> {
@@ -207,13 +228,16 @@ impl Config {
             "version" => self.show_version = true,
             "help" | "help-all" | "h" => self.show_help = true,
             "debug" => self.log_level = tracing::Level::DEBUG,
-            "log-to-file" | "BaseParallelApplication.log_to_file" => self.log_to_file = value.truthy(),
+            "log-to-file" | "BaseParallelApplication.log_to_file" => {
+                self.log_to_file = value.truthy()
+            }
             "sqlitedb" => self.db = DbKind::Sqlite,
             "dictdb" => self.db = DbKind::Memory,
             "nodb" => self.db = DbKind::None,
             "mongodb" => {
                 self.warnings.push(
-                    "--mongodb: MongoDB is not supported by oxipp; using the in-memory store".into(),
+                    "--mongodb: MongoDB is not supported by oxipp; using the in-memory store"
+                        .into(),
                 );
                 self.db = DbKind::Memory;
             }
@@ -223,8 +247,18 @@ impl Config {
                 self.reuse_files = true;
             }
             _ => {
-                let trait_name = ALIASES.iter().find(|(a, _)| *a == key).map(|(_, t)| *t).unwrap_or(key);
-                return self.apply_trait(trait_name, value).map_err(|e| if e.is_empty() { bad("a valid value") } else { e });
+                let trait_name = ALIASES
+                    .iter()
+                    .find(|(a, _)| *a == key)
+                    .map(|(_, t)| *t)
+                    .unwrap_or(key);
+                return self.apply_trait(trait_name, value).map_err(|e| {
+                    if e.is_empty() {
+                        bad("a valid value")
+                    } else {
+                        e
+                    }
+                });
             }
         }
         Ok(())
@@ -232,21 +266,30 @@ impl Config {
 
     fn apply_trait(&mut self, name: &str, v: &Value) -> Result<(), String> {
         let s = || v.as_string();
-        let int = || v.as_int().ok_or_else(|| format!("{name}: expected an integer, got {v:?}"));
-        let float = || v.as_float().ok_or_else(|| format!("{name}: expected a number, got {v:?}"));
+        let int = || {
+            v.as_int()
+                .ok_or_else(|| format!("{name}: expected an integer, got {v:?}"))
+        };
+        let float = || {
+            v.as_float()
+                .ok_or_else(|| format!("{name}: expected a number, got {v:?}"))
+        };
         let (class, trait_) = name.split_once('.').unwrap_or(("", name));
         match (class, trait_) {
             ("BaseIPythonApplication" | "ProfileDir" | "IPController", "profile") => {
                 self.profile.profile = Some(s())
             }
-            ("ProfileDir", "location") | ("IPController" | "BaseIPythonApplication", "profile_dir") => {
+            ("ProfileDir", "location")
+            | ("IPController" | "BaseIPythonApplication", "profile_dir") => {
                 self.profile.profile_dir = Some(PathBuf::from(s()))
             }
             (_, "ipython_dir") => self.profile.ipython_dir = Some(PathBuf::from(s())),
             (_, "log_level") => self.log_level = parse_log_level(&s())?,
             (_, "cluster_id") => self.cluster_id = s(),
             ("HeartMonitor", "period") => self.hb_period_ms = int()?.max(1) as u64,
-            ("HeartMonitor", "max_heartmonitor_misses") => self.hb_max_misses = int()?.max(1) as u32,
+            ("HeartMonitor", "max_heartmonitor_misses") => {
+                self.hb_max_misses = int()?.max(1) as u32
+            }
             ("IPController", "ip") => {
                 self.client_ip = s();
                 self.engine_ip = s();
@@ -299,18 +342,26 @@ impl Config {
             ("IPController", "engine_json_file") => self.engine_json_file = Some(s()),
             ("Session", "key") => self.key = Some(s()),
             ("Session", "keyfile") => {
-                let text = std::fs::read_to_string(s()).map_err(|e| format!("Session.keyfile: {e}"))?;
+                let text =
+                    std::fs::read_to_string(s()).map_err(|e| format!("Session.keyfile: {e}"))?;
                 self.key = Some(text.trim().to_string());
             }
             ("Session", "signature_scheme") => self.signature_scheme = s(),
-            ("IPController", "stranded_grace") => self.stranded_grace_ms = (float()? * 1000.0) as u64,
+            ("IPController", "stranded_grace") => {
+                self.stranded_grace_ms = (float()? * 1000.0) as u64
+            }
             ("IPController", "max_pending_registrations") => {
                 self.max_pending_registrations = int()?.max(1) as usize
             }
             ("IPController", "enable_curve") if v.truthy() => {
-                return Err("IPController.enable_curve: this oxipp build has no CurveZMQ support".into())
+                return Err(
+                    "IPController.enable_curve: this oxipp build has no CurveZMQ support".into(),
+                )
             }
-            _ => self.warnings.push(format!("ignoring unsupported option --{name}={}", v.as_string())),
+            _ => self.warnings.push(format!(
+                "ignoring unsupported option --{name}={}",
+                v.as_string()
+            )),
         }
         Ok(())
     }
@@ -319,8 +370,12 @@ impl Config {
 fn is_profile_trait(k: &str) -> bool {
     matches!(
         k,
-        "profile" | "profile-dir" | "ipython-dir" | "BaseIPythonApplication.profile"
-            | "ProfileDir.location" | "BaseIPythonApplication.ipython_dir"
+        "profile"
+            | "profile-dir"
+            | "ipython-dir"
+            | "BaseIPythonApplication.profile"
+            | "ProfileDir.location"
+            | "BaseIPythonApplication.ipython_dir"
     )
 }
 
@@ -346,16 +401,30 @@ fn parse_log_level(s: &str) -> Result<tracing::Level, String> {
 fn parse_ports(v: &Value) -> Result<Vec<u16>, String> {
     let mut out = Vec::new();
     let text = match v {
-        Value::List(items) => items.iter().map(Value::as_string).collect::<Vec<_>>().join(","),
+        Value::List(items) => items
+            .iter()
+            .map(Value::as_string)
+            .collect::<Vec<_>>()
+            .join(","),
         other => other.as_string(),
     };
     for part in text.split([',', ' ']).filter(|p| !p.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
-            let a: u16 = a.trim().parse().map_err(|_| format!("bad port range {part:?}"))?;
-            let b: u16 = b.trim().parse().map_err(|_| format!("bad port range {part:?}"))?;
+            let a: u16 = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad port range {part:?}"))?;
+            let b: u16 = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad port range {part:?}"))?;
             out.extend(a..=b);
         } else {
-            out.push(part.trim().parse().map_err(|_| format!("bad port {part:?}"))?);
+            out.push(
+                part.trim()
+                    .parse()
+                    .map_err(|_| format!("bad port {part:?}"))?,
+            );
         }
     }
     Ok(out)
@@ -378,7 +447,13 @@ impl Value {
             Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string(),
             Value::Float(f) => f.to_string(),
-            Value::Bool(b) => if *b { "True".into() } else { "False".into() },
+            Value::Bool(b) => {
+                if *b {
+                    "True".into()
+                } else {
+                    "False".into()
+                }
+            }
             Value::None => String::new(),
             Value::List(l) => l.iter().map(Value::as_string).collect::<Vec<_>>().join(","),
         }
@@ -387,7 +462,11 @@ impl Value {
         match self {
             Value::Int(i) => Some(*i),
             Value::Float(f) if f.fract() == 0.0 => Some(*f as i64),
-            Value::Str(s) => s.trim().parse().ok().or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)),
+            Value::Str(s) => s
+                .trim()
+                .parse()
+                .ok()
+                .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)),
             _ => None,
         }
     }
@@ -420,7 +499,9 @@ pub fn parse_argv(args: &[String]) -> Result<Vec<(String, Value)>, String> {
         let a = &args[i];
         i += 1;
         let Some(body) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')) else {
-            return Err(format!("unexpected argument {a:?} (options look like --name=value)"));
+            return Err(format!(
+                "unexpected argument {a:?} (options look like --name=value)"
+            ));
         };
         if let Some((k, v)) = body.split_once('=') {
             out.push((k.to_string(), parse_cli_value(v)));
@@ -460,10 +541,18 @@ pub fn parse_config_file(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = strip_comment(line).trim();
-        let Some(rest) = line.strip_prefix("c.") else { continue };
-        let Some((lhs, rhs)) = rest.split_once('=') else { continue };
+        let Some(rest) = line.strip_prefix("c.") else {
+            continue;
+        };
+        let Some((lhs, rhs)) = rest.split_once('=') else {
+            continue;
+        };
         let lhs = lhs.trim();
-        if lhs.matches('.').count() != 1 || !lhs.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+        if lhs.matches('.').count() != 1
+            || !lhs
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        {
             continue;
         }
         if let Some(v) = parse_literal(rhs.trim()) {
@@ -505,7 +594,9 @@ fn parse_literal(s: &str) -> Option<Value> {
     if b.len() >= 2 && (b[0] == b'\'' || b[0] == b'"') && b[b.len() - 1] == b[0] {
         return Some(Value::Str(s[1..s.len() - 1].to_string()));
     }
-    if b.len() >= 2 && ((b[0] == b'[' && b[b.len() - 1] == b']') || (b[0] == b'(' && b[b.len() - 1] == b')')) {
+    if b.len() >= 2
+        && ((b[0] == b'[' && b[b.len() - 1] == b']') || (b[0] == b'(' && b[b.len() - 1] == b')'))
+    {
         let inner = &s[1..s.len() - 1];
         let mut items = Vec::new();
         for part in split_top_level(inner) {
@@ -550,11 +641,25 @@ mod tests {
 
     #[test]
     fn stock_test_suite_command_lines() {
-        let c = Config::from_args(&args(&["--profile-dir=/tmp/p1", "--log-level=10", "--ping=250", "--dictdb"])).unwrap();
+        let c = Config::from_args(&args(&[
+            "--profile-dir=/tmp/p1",
+            "--log-level=10",
+            "--ping=250",
+            "--dictdb",
+        ]))
+        .unwrap();
         assert_eq!(c.hb_period_ms, 250);
         assert_eq!(c.log_level, tracing::Level::DEBUG);
         assert_eq!(c.db, DbKind::Memory);
-        let c = Config::from_args(&args(&["--profile-dir", "/tmp/p2", "--sqlitedb", "--HeartMonitor.period=200", "--scheme", "lru"])).unwrap();
+        let c = Config::from_args(&args(&[
+            "--profile-dir",
+            "/tmp/p2",
+            "--sqlitedb",
+            "--HeartMonitor.period=200",
+            "--scheme",
+            "lru",
+        ]))
+        .unwrap();
         assert_eq!(c.hb_period_ms, 200);
         assert_eq!(c.db, DbKind::Sqlite);
         assert_eq!(c.scheme, "lru");
@@ -578,7 +683,11 @@ mod tests {
             "c = get_config()  # noqa\nc.HeartMonitor.period = 200\nc.TaskScheduler.hwm = 0 # comment\nc.IPController.ports = [10101, '10102-10103']\nimport os\n",
         )
         .unwrap();
-        let c = Config::from_args(&args(&[&format!("--profile-dir={}", dir.display()), "--hwm=5"])).unwrap();
+        let c = Config::from_args(&args(&[
+            &format!("--profile-dir={}", dir.display()),
+            "--hwm=5",
+        ]))
+        .unwrap();
         assert_eq!(c.hb_period_ms, 200);
         assert_eq!(c.hwm, 5, "command line wins over the file");
         assert_eq!(c.ports, vec![10101, 10102, 10103]);
@@ -588,7 +697,14 @@ mod tests {
     #[test]
     fn literals() {
         assert_eq!(parse_literal("'a#b'"), Some(Value::Str("a#b".into())));
-        assert_eq!(parse_literal("[1, 'x', (2,)]"), Some(Value::List(vec![Value::Int(1), Value::Str("x".into()), Value::List(vec![Value::Int(2)])])));
+        assert_eq!(
+            parse_literal("[1, 'x', (2,)]"),
+            Some(Value::List(vec![
+                Value::Int(1),
+                Value::Str("x".into()),
+                Value::List(vec![Value::Int(2)])
+            ]))
+        );
         assert_eq!(parse_literal("1.5"), Some(Value::Float(1.5)));
         assert_eq!(parse_literal("os.getcwd()"), None);
     }

@@ -34,7 +34,12 @@ pub struct EngineConnInfo(pub Value);
 #[derive(Debug, Clone)]
 pub enum Timer {
     /// Fail tasks that were running on a dead engine (after a grace period).
-    Stranded { engine_uuid: String, engine_id: u32, task_ids: Vec<String>, mux_ids: Vec<String> },
+    Stranded {
+        engine_uuid: String,
+        engine_id: u32,
+        task_ids: Vec<String>,
+        mux_ids: Vec<String>,
+    },
 }
 
 pub struct Controller {
@@ -83,7 +88,11 @@ impl Controller {
                 .ok_or_else(|| format!("unknown task scheduler scheme {:?}", cfg.scheme))?;
             Some(TaskScheduler::new(scheme, cfg.hwm, rand::random()))
         };
-        let heart = HeartMonitor::new(Duration::from_millis(cfg.hb_period_ms), cfg.hb_max_misses, now);
+        let heart = HeartMonitor::new(
+            Duration::from_millis(cfg.hb_period_ms),
+            cfg.hb_max_misses,
+            now,
+        );
         Ok(Controller {
             digests: DigestHistory::new(cfg.digest_history),
             hub_session: Session::with_random_id(signer.clone()),
@@ -113,7 +122,9 @@ impl Controller {
             self.on_pong(frames, now, out);
             return;
         }
-        let Some(inb) = self.accept(sock, frames, out) else { return };
+        let Some(inb) = self.accept(sock, frames, out) else {
+            return;
+        };
         match sock {
             Sock::Query => self.on_query(inb, now, out),
             Sock::MuxClient => self.on_mux_request(inb, now, out),
@@ -138,21 +149,45 @@ impl Controller {
             Err(e) => return self.refuse(sock, "malformed", &e, idents_guess, None, out),
         };
         if sock == Sock::Query && msg.byte_len() > self.cfg.max_query_bytes {
-            let e = WireError::TooLarge { size: msg.byte_len(), limit: self.cfg.max_query_bytes };
+            let e = WireError::TooLarge {
+                size: msg.byte_len(),
+                limit: self.cfg.max_query_bytes,
+            };
             return self.refuse(sock, "oversized", &e, msg.idents.clone(), None, out);
         }
         match self.signer.verify(&msg.signature, msg.signed_parts()) {
             Verdict::Valid => {}
             Verdict::Unsigned => {
-                return self.refuse(sock, "unsigned", &WireError::Unsigned, msg.idents.clone(), None, out)
+                return self.refuse(
+                    sock,
+                    "unsigned",
+                    &WireError::Unsigned,
+                    msg.idents.clone(),
+                    None,
+                    out,
+                )
             }
             Verdict::Invalid => {
-                return self.refuse(sock, "bad_signature", &WireError::BadSignature, msg.idents.clone(), None, out)
+                return self.refuse(
+                    sock,
+                    "bad_signature",
+                    &WireError::BadSignature,
+                    msg.idents.clone(),
+                    None,
+                    out,
+                )
             }
         }
         if let Some(d) = self.signer.digest(msg.signed_parts()) {
             if !self.digests.insert(d) {
-                return self.refuse(sock, "replayed", &WireError::Replayed, msg.idents.clone(), None, out);
+                return self.refuse(
+                    sock,
+                    "replayed",
+                    &WireError::Replayed,
+                    msg.idents.clone(),
+                    None,
+                    out,
+                );
             }
         }
         let fields = match msg.header_fields() {
@@ -175,9 +210,15 @@ impl Controller {
         if n <= 10 || n.is_power_of_two() {
             tracing::warn!("dropped {what} message on {sock:?} ({n} so far): {err}");
         }
-        if sock == Sock::Query && !idents.is_empty() && idents[0].as_ref() != oxipp_wire::frames::DELIMITER {
-            let content = oxipp_wire::errors::error_content("ValueError", &format!("invalid message: {err}"));
-            let m = self.hub_session.build(idents, mt::HUB_ERROR, parent, &json!({}), &content, vec![]);
+        if sock == Sock::Query
+            && !idents.is_empty()
+            && idents[0].as_ref() != oxipp_wire::frames::DELIMITER
+        {
+            let content =
+                oxipp_wire::errors::error_content("ValueError", &format!("invalid message: {err}"));
+            let m =
+                self.hub_session
+                    .build(idents, mt::HUB_ERROR, parent, &json!({}), &content, vec![]);
             out.send(Sock::Query, m.into_frames());
         }
         None
@@ -203,7 +244,9 @@ impl Controller {
             if *at > now {
                 break;
             }
-            let Some((_, t)) = self.timers.pop_front() else { break };
+            let Some((_, t)) = self.timers.pop_front() else {
+                break;
+            };
             self.fire_timer(t, now, out);
         }
         if now.duration_since(self.last_flush) >= Duration::from_secs(2) {
@@ -240,21 +283,36 @@ impl Controller {
     pub(crate) fn schedule(&mut self, at: Instant, t: Timer) {
         // Timers are pushed with non-decreasing deadlines (fixed grace periods), so a deque
         // kept in order by insertion is enough.
-        let pos = self.timers.iter().position(|(d, _)| *d > at).unwrap_or(self.timers.len());
+        let pos = self
+            .timers
+            .iter()
+            .position(|(d, _)| *d > at)
+            .unwrap_or(self.timers.len());
         self.timers.insert(pos, (at, t));
     }
 
     fn fire_timer(&mut self, t: Timer, now: Instant, out: &mut dyn Outbox) {
         match t {
-            Timer::Stranded { engine_uuid, engine_id, task_ids, mux_ids } => {
-                self.fail_stranded(&engine_uuid, engine_id, task_ids, mux_ids, now, out)
-            }
+            Timer::Stranded {
+                engine_uuid,
+                engine_id,
+                task_ids,
+                mux_ids,
+            } => self.fail_stranded(&engine_uuid, engine_id, task_ids, mux_ids, now, out),
         }
     }
 
     /// Publishes on the notification channel.
-    pub(crate) fn notify(&mut self, msg_type: &str, content: Value, parent: Option<&Frame>, out: &mut dyn Outbox) {
-        let m = self.hub_session.build(vec![], msg_type, parent, &json!({}), &content, vec![]);
+    pub(crate) fn notify(
+        &mut self,
+        msg_type: &str,
+        content: Value,
+        parent: Option<&Frame>,
+        out: &mut dyn Outbox,
+    ) {
+        let m = self
+            .hub_session
+            .build(vec![], msg_type, parent, &json!({}), &content, vec![]);
         out.send(Sock::Notification, m.into_frames());
     }
 
@@ -268,7 +326,14 @@ impl Controller {
         buffers: Vec<Frame>,
         out: &mut dyn Outbox,
     ) {
-        let m = self.hub_session.build(ident.to_vec(), msg_type, parent, &json!({}), &content, buffers);
+        let m = self.hub_session.build(
+            ident.to_vec(),
+            msg_type,
+            parent,
+            &json!({}),
+            &content,
+            buffers,
+        );
         out.send(Sock::Query, m.into_frames());
     }
 }

@@ -194,6 +194,9 @@ mod tests {
         assert!(hm.pong("x", &f));
         assert!(hm.fast_ping(t0, true).is_none(), "not due yet");
         assert!(hm.fast_ping(t0 + FAST_INTERVAL, false).is_none());
-        assert!(hm.fast_ping(t0 + 2 * FAST_INTERVAL, true).is_none(), "stopped");
+        assert!(
+            hm.fast_ping(t0 + 2 * FAST_INTERVAL, true).is_none(),
+            "stopped"
+        );
     }
 }

@@ -85,7 +85,10 @@ pub fn main_with_args(args: &[String]) -> i32 {
 fn init_logging(cfg: &Config) {
     use tracing_subscriber::fmt;
     let level = cfg.log_level;
-    let builder = fmt().with_max_level(level).with_target(false).with_ansi(false);
+    let builder = fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
     let res = if cfg.log_to_file {
         let dir = cfg.profile_dir().join("log");
         let _ = std::fs::create_dir_all(&dir);

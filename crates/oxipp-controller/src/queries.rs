@@ -12,7 +12,8 @@ use serde_json::{json, Map, Value};
 use crate::core::{Controller, Inbound};
 use crate::outbox::Outbox;
 
-/// Routing id used for tasks the Hub resubmits itself; replies to it are recorded, not sent.
+/// Routing id used for tasks the Hub resubmits itself. Replies are recorded; the one sent to
+/// this id is dropped by ZeroMQ, since no client has it.
 pub(crate) const RESUBMIT_CLIENT: &[u8] = b"\x00oxipp-hub-resubmit";
 
 fn db_error(e: &DbError) -> Value {
@@ -40,9 +41,16 @@ impl Controller {
         };
         let (reply_type, c, buffers): (String, Value, Vec<Frame>) = match msg_type.as_str() {
             mt::CONNECTION_REQUEST => {
-                let engines: Map<String, Value> =
-                    self.registry.engines().map(|e| (e.id.to_string(), Value::String(e.uuid))).collect();
-                (reply(&msg_type), json!({"status": "ok", "engines": engines}), vec![])
+                let engines: Map<String, Value> = self
+                    .registry
+                    .engines()
+                    .map(|e| (e.id.to_string(), Value::String(e.uuid)))
+                    .collect();
+                (
+                    reply(&msg_type),
+                    json!({"status": "ok", "engines": engines}),
+                    vec![],
+                )
             }
             mt::REGISTRATION_REQUEST => return self.on_registration_request(&inb, now, out),
             mt::UNREGISTRATION_REQUEST => return self.on_unregistration_request(&inb, now, out),
@@ -55,7 +63,11 @@ impl Controller {
                 (reply(&msg_type), c, b)
             }
             mt::HISTORY_REQUEST => match self.db.get_history() {
-                Ok(h) => (reply(&msg_type), json!({"status": "ok", "history": h}), vec![]),
+                Ok(h) => (
+                    reply(&msg_type),
+                    json!({"status": "ok", "history": h}),
+                    vec![],
+                ),
                 Err(e) => (reply(&msg_type), db_error(&e), vec![]),
             },
             mt::DB_REQUEST => {
@@ -65,8 +77,20 @@ impl Controller {
             mt::PURGE_REQUEST => (reply(&msg_type), self.purge(&content), vec![]),
             mt::RESUBMIT_REQUEST => (reply(&msg_type), self.resubmit(&content, now, out), vec![]),
             mt::SHUTDOWN_REQUEST => {
-                self.reply_query(&idents, mt::SHUTDOWN_REPLY, Some(&parent), json!({"status": "ok"}), vec![], out);
-                self.notify(mt::SHUTDOWN_NOTIFICATION, json!({"status": "ok"}), Some(&parent), out);
+                self.reply_query(
+                    &idents,
+                    mt::SHUTDOWN_REPLY,
+                    Some(&parent),
+                    json!({"status": "ok"}),
+                    vec![],
+                    out,
+                );
+                self.notify(
+                    mt::SHUTDOWN_NOTIFICATION,
+                    json!({"status": "ok"}),
+                    Some(&parent),
+                    out,
+                );
                 tracing::info!("hub::shutdown requested by a client; exiting");
                 self.exit_at = Some(now + Duration::from_millis(200));
                 return;
@@ -83,7 +107,10 @@ impl Controller {
             other => {
                 self.stats.bump("query_unknown_type");
                 tracing::warn!("hub::unknown message type {other:?} on the query channel");
-                let c = error_content("KeyError", &py_repr(&format!("Bad Message Type: {}", py_repr(other))));
+                let c = error_content(
+                    "KeyError",
+                    &py_repr(&format!("Bad Message Type: {}", py_repr(other))),
+                );
                 (mt::HUB_ERROR.into(), c, vec![])
             }
         };
@@ -101,7 +128,10 @@ impl Controller {
         let mut bad = Vec::new();
         for t in &list {
             let id = match t {
-                Value::Number(n) => n.as_u64().map(|v| v as u32).filter(|id| self.registry.uuid_of(*id).is_some()),
+                Value::Number(n) => n
+                    .as_u64()
+                    .map(|v| v as u32)
+                    .filter(|id| self.registry.uuid_of(*id).is_some()),
                 Value::String(s) => self.registry.id_of(s),
                 _ => None,
             };
@@ -111,7 +141,10 @@ impl Controller {
             }
         }
         if !bad.is_empty() {
-            return Err(error_content("IndexError", &format!("No Such Engine: [{}]", bad.join(", "))));
+            return Err(error_content(
+                "IndexError",
+                &format!("No Such Engine: [{}]", bad.join(", ")),
+            ));
         }
         if ids.is_empty() {
             return Err(error_content("IndexError", "No Engines Registered"));
@@ -121,7 +154,10 @@ impl Controller {
 
     fn queue_status(&mut self, content: &Map<String, Value>) -> Result<Value, Value> {
         let ids = self.validate_targets(content.get("targets"))?;
-        let verbose = content.get("verbose").and_then(Value::as_bool).unwrap_or(false);
+        let verbose = content
+            .get("verbose")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let mut c = Map::new();
         c.insert("status".into(), json!("ok"));
         for id in ids {
@@ -150,7 +186,12 @@ impl Controller {
         let mut c = Map::new();
         c.insert("status".into(), json!("ok"));
         for e in self.registry.engines() {
-            let load = self.book.engines.get(&e.id).map(|b| b.queue.len() + b.tasks.len()).unwrap_or(0);
+            let load = self
+                .book
+                .engines
+                .get(&e.id)
+                .map(|b| b.queue.len() + b.tasks.len())
+                .unwrap_or(0);
             c.insert(e.id.to_string(), json!(load));
         }
         Value::Object(c)
@@ -158,12 +199,19 @@ impl Controller {
 
     fn get_results(&mut self, content: &Map<String, Value>) -> (Value, Vec<Frame>) {
         let mut msg_ids: Vec<String> = match content.get("msg_ids").and_then(Value::as_array) {
-            Some(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
             None => return (error_content("KeyError", "'msg_ids'"), vec![]),
         };
         msg_ids.sort();
         msg_ids.dedup();
-        let status_only = content.get("status_only").and_then(Value::as_bool).unwrap_or(false);
+        let status_only = content
+            .get("status_only")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let mut pending = Vec::new();
         let mut completed = Vec::new();
         let mut c = Map::new();
@@ -183,12 +231,16 @@ impl Controller {
                     }
                 }
                 Ok(_) => pending.push(msg_id.clone()),
-                Err(_) if status_only && self.book.recently_completed(msg_id) => completed.push(msg_id.clone()),
+                Err(_) if status_only && self.book.recently_completed(msg_id) => {
+                    completed.push(msg_id.clone())
+                }
                 Err(e) => {
                     // Stock reports unknown ids as its own KeyError; other errors (culled
                     // records, NoDB) keep the database's wording.
                     let evalue = match &e {
-                        DbError::Key(m) if !m.contains("culled") => py_repr(&format!("No such message: {msg_id}")),
+                        DbError::Key(m) if !m.contains("culled") => {
+                            py_repr(&format!("No such message: {msg_id}"))
+                        }
                         other => other.to_string(),
                     };
                     return (error_content(e.ename(), &evalue), vec![]);
@@ -209,8 +261,21 @@ impl Controller {
         let keys: Option<Vec<String>> = match content.get("keys") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(vec![s.clone()]),
-            Some(Value::Array(a)) => Some(a.iter().filter_map(Value::as_str).map(str::to_string).collect()),
-            Some(other) => return (error_content("TypeError", &format!("keys must be a list of str, not {other}")), vec![]),
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            Some(other) => {
+                return (
+                    error_content(
+                        "TypeError",
+                        &format!("keys must be a list of str, not {other}"),
+                    ),
+                    vec![],
+                )
+            }
         };
         let cols: Option<Vec<Column>> = match &keys {
             None => None,
@@ -219,7 +284,12 @@ impl Controller {
                 for k in ks {
                     match Column::parse(k) {
                         Some(c) => cols.push(c),
-                        None => return (error_content("KeyError", &py_repr(&format!("Unknown key: {k}"))), vec![]),
+                        None => {
+                            return (
+                                error_content("KeyError", &py_repr(&format!("Unknown key: {k}"))),
+                                vec![],
+                            )
+                        }
                     }
                 }
                 Some(cols)
@@ -265,7 +335,15 @@ impl Controller {
                 Err(e) => db_error(&e),
             };
         }
-        let ids: Vec<String> = msg_ids.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+        let ids: Vec<String> = msg_ids
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Some(p) = ids.iter().find(|m| self.book.pending.contains(*m)) {
             return error_content("IndexError", &format!("msg pending: {}", py_repr(p)));
         }
@@ -275,13 +353,21 @@ impl Controller {
                 return db_error(&e);
             }
         }
-        let eids = content.get("engine_ids").and_then(Value::as_array).cloned().unwrap_or_default();
+        let eids = content
+            .get("engine_ids")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for eid in eids {
-            let uuid = eid.as_u64().and_then(|id| self.registry.uuid_of(id as u32)).map(str::to_string);
+            let uuid = eid
+                .as_u64()
+                .and_then(|id| self.registry.uuid_of(id as u32))
+                .map(str::to_string);
             let Some(uuid) = uuid else {
                 return error_content("IndexError", &format!("No such engine: {eid}"));
             };
-            let q = Query::parse(&json!({"engine_uuid": uuid, "completed": {"$ne": null}})).expect("static query");
+            let q = Query::parse(&json!({"engine_uuid": uuid, "completed": {"$ne": null}}))
+                .expect("static query");
             if let Err(e) = self.db.drop_matching_records(&q) {
                 return db_error(&e);
             }
@@ -292,11 +378,21 @@ impl Controller {
     /// Re-runs tasks under new msg_ids through the task scheduler (stock semantics: the
     /// original header with a fresh msg_id and date, parent = that new header, empty
     /// metadata, the original content and buffers).
-    fn resubmit(&mut self, content: &Map<String, Value>, now: Instant, out: &mut dyn Outbox) -> Value {
+    fn resubmit(
+        &mut self,
+        content: &Map<String, Value>,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) -> Value {
         let ids: Vec<String> = content
             .get("msg_ids")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let mut records = Vec::new();
         let mut missing = Vec::new();
@@ -309,7 +405,10 @@ impl Controller {
             }
         }
         if !missing.is_empty() {
-            return error_content("KeyError", &py_repr(&format!("No such msg(s): {}", py_repr_list(&missing))));
+            return error_content(
+                "KeyError",
+                &py_repr(&format!("No such msg(s): {}", py_repr_list(&missing))),
+            );
         }
         let mut resubmitted = Map::new();
         for r in records {
@@ -324,15 +423,21 @@ impl Controller {
                 header: header_bytes.clone(),
                 parent: header_bytes,
                 metadata: Bytes::from_static(b"{}"),
-                content: Bytes::from(encode(&Value::Object(r.content.clone().unwrap_or_default()))),
+                content: Bytes::from(encode(&Value::Object(
+                    r.content.clone().unwrap_or_default(),
+                ))),
                 buffers: r.buffers.clone(),
             };
             self.hub_session.sign(&mut m);
-            let Ok(fields) = m.header_fields() else { continue };
+            let Ok(fields) = m.header_fields() else {
+                continue;
+            };
             resubmitted.insert(r.msg_id.clone(), json!(new_id));
             self.on_task_request(Inbound { msg: m, fields }, now, out);
             let nid = new_id.clone();
-            let _ = self.db.update_record(&r.msg_id, &mut |rec| rec.resubmitted = Some(nid.clone()));
+            let _ = self
+                .db
+                .update_record(&r.msg_id, &mut |rec| rec.resubmitted = Some(nid.clone()));
         }
         json!({"status": "ok", "resubmitted": resubmitted})
     }

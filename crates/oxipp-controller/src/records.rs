@@ -20,13 +20,23 @@ impl Controller {
 
     /// Records a new request (mux, task or broadcast), merging with a record that IOPub
     /// output may have created first.
-    pub(crate) fn record_request(&mut self, inb: &Inbound, queue: &str, engine_uuid: Option<&str>, _now: Instant) {
+    pub(crate) fn record_request(
+        &mut self,
+        inb: &Inbound,
+        queue: &str,
+        engine_uuid: Option<&str>,
+        _now: Instant,
+    ) {
         if !self.records_enabled() {
             return;
         }
         let header = inb.msg.header_map().ok();
         let metadata = inb.msg.metadata_map().ok();
-        let label = metadata.as_ref().and_then(|m| m.get("label")).and_then(Value::as_str).map(str::to_string);
+        let label = metadata
+            .as_ref()
+            .and_then(|m| m.get("label"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let rec = TaskRecord {
             msg_id: inb.fields.msg_id.clone(),
             submitted: header.as_ref().and_then(|h| date_of(h, "date")),
@@ -45,11 +55,13 @@ impl Controller {
         let msg_id = rec.msg_id.clone();
         if self.db.contains(&msg_id) {
             let mut fresh = Some(rec);
-            let res = self.db.update_record(&msg_id, &mut |existing: &mut TaskRecord| {
-                if let Some(new) = fresh.take() {
-                    merge_request(existing, new);
-                }
-            });
+            let res = self
+                .db
+                .update_record(&msg_id, &mut |existing: &mut TaskRecord| {
+                    if let Some(new) = fresh.take() {
+                        merge_request(existing, new);
+                    }
+                });
             if let Err(e) = res {
                 tracing::error!("db::DB Error updating record {msg_id}: {e}");
             }
@@ -59,7 +71,13 @@ impl Controller {
     }
 
     /// Records the reply to `msg_id`.
-    pub(crate) fn record_result(&mut self, msg_id: &str, reply: &Inbound, engine_uuid: Option<&str>, _now: Instant) {
+    pub(crate) fn record_result(
+        &mut self,
+        msg_id: &str,
+        reply: &Inbound,
+        engine_uuid: Option<&str>,
+        _now: Instant,
+    ) {
         if !self.records_enabled() {
             return;
         }
@@ -67,9 +85,12 @@ impl Controller {
         let md = reply.msg.metadata_map().ok();
         let completed = header.as_ref().and_then(|h| date_of(h, "date"));
         let started = md.as_ref().and_then(|m| date_of(m, "started"));
-        let engine = engine_uuid
-            .map(str::to_string)
-            .or_else(|| md.as_ref().and_then(|m| m.get("engine")).and_then(Value::as_str).map(str::to_string));
+        let engine = engine_uuid.map(str::to_string).or_else(|| {
+            md.as_ref()
+                .and_then(|m| m.get("engine"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
         let content = reply.msg.content_map().ok();
         let buffers = reply.msg.buffers.clone();
         let mut parts = Some((header, md, content, buffers));
@@ -93,7 +114,12 @@ impl Controller {
     }
 
     /// Marks `msg_id` completed with a controller-made error (no reply message exists).
-    pub(crate) fn record_failure(&mut self, msg_id: &str, content: Value, engine_uuid: Option<&str>) {
+    pub(crate) fn record_failure(
+        &mut self,
+        msg_id: &str,
+        content: Value,
+        engine_uuid: Option<&str>,
+    ) {
         if !self.records_enabled() {
             return;
         }
@@ -120,8 +146,12 @@ impl Controller {
         if !self.records_enabled() {
             return;
         }
-        let Some(parent_id) = inb.msg.parent_id().ok().and_then(|p| p.msg_id) else { return };
-        let Ok(content) = inb.msg.content_map() else { return };
+        let Some(parent_id) = inb.msg.parent_id().ok().and_then(|p| p.msg_id) else {
+            return;
+        };
+        let Ok(content) = inb.msg.content_map() else {
+            return;
+        };
         let msg_type = inb.fields.msg_type.clone();
         let apply = move |r: &mut TaskRecord| match msg_type.as_str() {
             "stream" => {
@@ -133,12 +163,18 @@ impl Controller {
             }
             "error" => r.error = Some(content.clone()),
             "execute_input" => {
-                r.execute_input = content.get("code").and_then(Value::as_str).map(str::to_string)
+                r.execute_input = content
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
             }
             "execute_result" => r.execute_result = Some(content.clone()),
             _ => {}
         };
-        if !matches!(inb.fields.msg_type.as_str(), "stream" | "error" | "execute_input" | "execute_result") {
+        if !matches!(
+            inb.fields.msg_type.as_str(),
+            "stream" | "error" | "execute_input" | "execute_result"
+        ) {
             return;
         }
         if !self.db.contains(&parent_id) {

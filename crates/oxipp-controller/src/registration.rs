@@ -11,16 +11,37 @@ use crate::outbox::{Outbox, Sock};
 use crate::registry::RegisterError;
 
 impl Controller {
-    pub(crate) fn on_registration_request(&mut self, inb: &Inbound, now: Instant, out: &mut dyn Outbox) {
+    pub(crate) fn on_registration_request(
+        &mut self,
+        inb: &Inbound,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let content = inb.msg.content_map().unwrap_or_default();
-        let Some(uuid) = content.get("uuid").and_then(Value::as_str).map(str::to_string) else {
+        let Some(uuid) = content
+            .get("uuid")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             let c = error_content("KeyError", "'uuid'");
-            self.reply_query(&inb.msg.idents, mt::REGISTRATION_REPLY, None, c, vec![], out);
+            self.reply_query(
+                &inb.msg.idents,
+                mt::REGISTRATION_REPLY,
+                None,
+                c,
+                vec![],
+                out,
+            );
             return;
         };
         let requested = content.get("id").and_then(Value::as_u64).map(|v| v as u32);
         let deadline = now + Duration::from_secs_f64(self.cfg.registration_timeout_s());
-        match self.registry.request(&uuid, requested, deadline, self.cfg.max_pending_registrations) {
+        match self.registry.request(
+            &uuid,
+            requested,
+            deadline,
+            self.cfg.max_pending_registrations,
+        ) {
             Ok(id) => {
                 if let Some(r) = requested.filter(|r| *r != id) {
                     tracing::warn!("engine {uuid} asked for id {r}, which is taken; granted {id}");
@@ -33,30 +54,61 @@ impl Controller {
                     "connection_info": self.engine_info.0,
                 });
                 // Stock sends the reply without a parent header.
-                self.reply_query(&inb.msg.idents, mt::REGISTRATION_REPLY, None, reply, vec![], out);
+                self.reply_query(
+                    &inb.msg.idents,
+                    mt::REGISTRATION_REPLY,
+                    None,
+                    reply,
+                    vec![],
+                    out,
+                );
                 self.heart.want_fast(now);
             }
             Err(RegisterError::InUse(u)) => {
                 self.stats.bump("registration_in_use");
-                let c = error_content("KeyError", &py_repr(&format!("uuid {} in use", py_repr(&u))));
-                self.reply_query(&inb.msg.idents, mt::REGISTRATION_REPLY, None, c, vec![], out);
+                let c = error_content(
+                    "KeyError",
+                    &py_repr(&format!("uuid {} in use", py_repr(&u))),
+                );
+                self.reply_query(
+                    &inb.msg.idents,
+                    mt::REGISTRATION_REPLY,
+                    None,
+                    c,
+                    vec![],
+                    out,
+                );
             }
             Err(RegisterError::Flooded(n)) => {
                 let count = self.stats.bump("registration_flood");
                 if count <= 10 || count.is_power_of_two() {
-                    tracing::warn!("refusing registration of {uuid}: {n} registrations already waiting");
+                    tracing::warn!(
+                        "refusing registration of {uuid}: {n} registrations already waiting"
+                    );
                 }
                 let c = error_content(
                     "RuntimeError",
                     &format!("too many engines registering at once ({n} waiting for a heartbeat); retry later"),
                 );
-                self.reply_query(&inb.msg.idents, mt::REGISTRATION_REPLY, None, c, vec![], out);
+                self.reply_query(
+                    &inb.msg.idents,
+                    mt::REGISTRATION_REPLY,
+                    None,
+                    c,
+                    vec![],
+                    out,
+                );
             }
         }
     }
 
     /// `unregistration_request {"id": eid}` from an engine or its nanny; no reply.
-    pub(crate) fn on_unregistration_request(&mut self, inb: &Inbound, now: Instant, out: &mut dyn Outbox) {
+    pub(crate) fn on_unregistration_request(
+        &mut self,
+        inb: &Inbound,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let content = inb.msg.content_map().unwrap_or_default();
         let id = match content.get("id") {
             Some(Value::Number(n)) => n.as_u64().map(|v| v as u32),
@@ -65,7 +117,9 @@ impl Controller {
         match id {
             Some(id) => {
                 if let Some(uuid) = self.registry.cancel_pending_id(id) {
-                    tracing::info!("registration::cancelled pending registration of engine {id} ({uuid})");
+                    tracing::info!(
+                        "registration::cancelled pending registration of engine {id} ({uuid})"
+                    );
                 } else if self.registry.uuid_of(id).is_some() {
                     self.unregister_engine(id, "unregistration request", now, out);
                 } else {
@@ -101,12 +155,19 @@ impl Controller {
     }
 
     fn complete_registration(&mut self, uuid: &str, now: Instant, out: &mut dyn Outbox) {
-        let Some(engine) = self.registry.complete(uuid) else { return };
+        let Some(engine) = self.registry.complete(uuid) else {
+            return;
+        };
         tracing::info!("engine::Engine Connected: {}", engine.id);
         self.heart.add(uuid);
         self.book.engine(engine.id);
         self.write_state();
-        self.notify(mt::REGISTRATION_NOTIFICATION, json!({"id": engine.id, "uuid": uuid}), None, out);
+        self.notify(
+            mt::REGISTRATION_NOTIFICATION,
+            json!({"id": engine.id, "uuid": uuid}),
+            None,
+            out,
+        );
         if let Some(s) = self.sched.as_mut() {
             let actions = s.add_engine(uuid, now);
             self.apply_sched_actions(actions, None, now, out);
@@ -124,7 +185,8 @@ impl Controller {
                 if let Some(id) = self.registry.id_of(&uuid) {
                     tracing::warn!(
                         "engine {id} ({uuid}): no heartbeat for {:.1} s; unregistering it",
-                        (self.cfg.hb_max_misses as f64 + 1.0) * self.cfg.hb_period_ms as f64 / 1000.0
+                        (self.cfg.hb_max_misses as f64 + 1.0) * self.cfg.hb_period_ms as f64
+                            / 1000.0
                     );
                     self.unregister_engine(id, "heart failure", now, out);
                 }
@@ -134,24 +196,57 @@ impl Controller {
 
     /// Removes an engine everywhere, tells clients, and arranges for its unfinished work to
     /// fail (after a short grace period for replies already on their way).
-    pub(crate) fn unregister_engine(&mut self, id: u32, why: &str, now: Instant, out: &mut dyn Outbox) {
-        let Some(engine) = self.registry.unregister(id) else { return };
-        tracing::info!("registration::unregister_engine({id}) ({}): {why}", engine.uuid);
+    pub(crate) fn unregister_engine(
+        &mut self,
+        id: u32,
+        why: &str,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(engine) = self.registry.unregister(id) else {
+            return;
+        };
+        tracing::info!(
+            "registration::unregister_engine({id}) ({}): {why}",
+            engine.uuid
+        );
         self.heart.remove(&engine.uuid);
         self.write_state();
-        self.notify(mt::UNREGISTRATION_NOTIFICATION, json!({"id": id, "uuid": engine.uuid}), None, out);
-        let task_ids = self.sched.as_mut().map(|s| s.remove_engine(&engine.uuid)).unwrap_or_default();
-        let mux_ids: Vec<String> =
-            self.book.engines.get(&id).map(|e| e.queue.iter().cloned().collect()).unwrap_or_default();
+        self.notify(
+            mt::UNREGISTRATION_NOTIFICATION,
+            json!({"id": id, "uuid": engine.uuid}),
+            None,
+            out,
+        );
+        let task_ids = self
+            .sched
+            .as_mut()
+            .map(|s| s.remove_engine(&engine.uuid))
+            .unwrap_or_default();
+        let mux_ids: Vec<String> = self
+            .book
+            .engines
+            .get(&id)
+            .map(|e| e.queue.iter().cloned().collect())
+            .unwrap_or_default();
         self.bcast_engine_died(&engine.uuid, id, now, out);
         let at = now + Duration::from_millis(self.cfg.stranded_grace_ms);
-        self.schedule(at, Timer::Stranded { engine_uuid: engine.uuid, engine_id: id, task_ids, mux_ids });
+        self.schedule(
+            at,
+            Timer::Stranded {
+                engine_uuid: engine.uuid,
+                engine_id: id,
+                task_ids,
+                mux_ids,
+            },
+        );
     }
 
     /// Rewrites `<profile>/log/engines<cluster_id>.json` for `--restore`.
     pub(crate) fn write_state(&self) {
         if let Some(path) = &self.state_file {
-            if let Err(e) = oxipp_wire::connection::write_private_json(path, &self.registry.state()) {
+            if let Err(e) = oxipp_wire::connection::write_private_json(path, &self.registry.state())
+            {
                 tracing::warn!("could not write engine state {}: {e}", path.display());
             }
         }

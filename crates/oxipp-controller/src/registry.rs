@@ -68,7 +68,10 @@ impl Registry {
     }
 
     pub fn engines(&self) -> impl Iterator<Item = Engine> + '_ {
-        self.by_id.iter().map(|(id, uuid)| Engine { id: *id, uuid: uuid.clone() })
+        self.by_id.iter().map(|(id, uuid)| Engine {
+            id: *id,
+            uuid: uuid.clone(),
+        })
     }
 
     pub fn uuid_of(&self, id: u32) -> Option<&str> {
@@ -97,7 +100,8 @@ impl Registry {
         if self.pending.len() >= max_pending {
             return Err(RegisterError::Flooded(max_pending));
         }
-        let taken = |id: u32| self.by_id.contains_key(&id) || self.pending.values().any(|p| p.id == id);
+        let taken =
+            |id: u32| self.by_id.contains_key(&id) || self.pending.values().any(|p| p.id == id);
         let id = match requested {
             Some(r) if !taken(r) => {
                 self.next_id = self.next_id.max(r + 1);
@@ -112,7 +116,8 @@ impl Registry {
                 id
             }
         };
-        self.pending.insert(uuid.to_string(), Pending { id, deadline });
+        self.pending
+            .insert(uuid.to_string(), Pending { id, deadline });
         Ok(id)
     }
 
@@ -121,12 +126,19 @@ impl Registry {
         let p = self.pending.remove(uuid)?;
         self.by_id.insert(p.id, uuid.to_string());
         self.by_uuid.insert(uuid.to_string(), p.id);
-        Some(Engine { id: p.id, uuid: uuid.to_string() })
+        Some(Engine {
+            id: p.id,
+            uuid: uuid.to_string(),
+        })
     }
 
     /// Cancels a pending registration by id; returns its uuid.
     pub fn cancel_pending_id(&mut self, id: u32) -> Option<String> {
-        let uuid = self.pending.iter().find(|(_, p)| p.id == id).map(|(u, _)| u.clone())?;
+        let uuid = self
+            .pending
+            .iter()
+            .find(|(_, p)| p.id == id)
+            .map(|(u, _)| u.clone())?;
         self.pending.remove(&uuid);
         Some(uuid)
     }
@@ -143,8 +155,12 @@ impl Registry {
 
     /// Pending registrations whose stall timer expired; they are dropped.
     pub fn expire(&mut self, now: Instant) -> Vec<(String, u32)> {
-        let dead: Vec<(String, u32)> =
-            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(u, p)| (u.clone(), p.id)).collect();
+        let dead: Vec<(String, u32)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(u, p)| (u.clone(), p.id))
+            .collect();
         for (u, _) in &dead {
             self.pending.remove(u);
         }
@@ -157,7 +173,11 @@ impl Registry {
 
     pub fn state(&self) -> StateFile {
         StateFile {
-            engines: self.by_id.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            engines: self
+                .by_id
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             next_id: self.next_id,
         }
     }
@@ -169,7 +189,10 @@ impl Registry {
             if let Ok(id) = k.parse::<u32>() {
                 self.by_id.insert(id, uuid.clone());
                 self.by_uuid.insert(uuid.clone(), id);
-                out.push(Engine { id, uuid: uuid.clone() });
+                out.push(Engine {
+                    id,
+                    uuid: uuid.clone(),
+                });
             }
         }
         self.next_id = self.next_id.max(state.next_id);
@@ -189,13 +212,27 @@ mod tests {
         let mut r = Registry::new();
         assert_eq!(r.request("a", None, later, 10), Ok(0));
         assert_eq!(r.request("b", Some(5), later, 10), Ok(5));
-        assert_eq!(r.request("c", Some(5), later, 10), Ok(6), "taken id -> next counter value");
+        assert_eq!(
+            r.request("c", Some(5), later, 10),
+            Ok(6),
+            "taken id -> next counter value"
+        );
         assert_eq!(r.request("d", None, later, 10), Ok(7));
-        assert_eq!(r.request("a", None, later, 10), Err(RegisterError::InUse("a".into())));
+        assert_eq!(
+            r.request("a", None, later, 10),
+            Err(RegisterError::InUse("a".into()))
+        );
         assert!(r.complete("a").is_some());
-        assert_eq!(r.request("a", None, later, 10), Err(RegisterError::InUse("a".into())));
+        assert_eq!(
+            r.request("a", None, later, 10),
+            Err(RegisterError::InUse("a".into()))
+        );
         assert!(r.unregister(0).is_some());
-        assert_eq!(r.request("e", Some(0), later, 10), Ok(0), "a free requested id is granted");
+        assert_eq!(
+            r.request("e", Some(0), later, 10),
+            Ok(0),
+            "a free requested id is granted"
+        );
         assert_eq!(r.request("f", None, later, 10), Ok(8));
     }
 
@@ -204,7 +241,8 @@ mod tests {
         let now = Instant::now();
         let mut r = Registry::new();
         r.request("a", None, now, 2).unwrap();
-        r.request("b", None, now + Duration::from_secs(60), 2).unwrap();
+        r.request("b", None, now + Duration::from_secs(60), 2)
+            .unwrap();
         assert_eq!(r.request("c", None, now, 2), Err(RegisterError::Flooded(2)));
         assert_eq!(r.expire(now), vec![("a".to_string(), 0)]);
         assert!(r.complete("a").is_none());

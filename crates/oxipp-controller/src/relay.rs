@@ -27,7 +27,10 @@ impl Controller {
         };
         self.record_request(&inb, "mux", Some(&uuid), now);
         self.book.pending.insert(inb.fields.msg_id.clone());
-        self.book.engine(eid).queue.insert(inb.fields.msg_id.clone());
+        self.book
+            .engine(eid)
+            .queue
+            .insert(inb.fields.msg_id.clone());
         let mut msg = inb.msg;
         msg.idents = vec![target, client];
         out.send(Sock::MuxEngine, msg.into_frames());
@@ -42,7 +45,9 @@ impl Controller {
         if let Some(parent_id) = inb.msg.parent_id().ok().and_then(|p| p.msg_id) {
             let eid = self.registry.id_of(&uuid);
             let aborted = reply_status(&inb) == "aborted";
-            if self.book.finish(&parent_id, eid, !aborted) || self.book.recently_completed(&parent_id) {
+            if self.book.finish(&parent_id, eid, !aborted)
+                || self.book.recently_completed(&parent_id)
+            {
                 self.record_result(&parent_id, &inb, Some(&uuid), now);
             }
         }
@@ -77,13 +82,26 @@ impl Controller {
     }
 
     /// Answers a request for an engine that is not registered, so the sender does not hang.
-    fn reject_unknown_target(&mut self, inb: &Inbound, client: Frame, target: Frame, sock: Sock, out: &mut dyn Outbox) {
+    fn reject_unknown_target(
+        &mut self,
+        inb: &Inbound,
+        client: Frame,
+        target: Frame,
+        sock: Sock,
+        out: &mut dyn Outbox,
+    ) {
         self.stats.bump("unknown_target");
         let uuid = ident_str(&target);
-        tracing::warn!("{sock:?}: client sent {} to unknown engine {uuid:?}", inb.fields.msg_type);
+        tracing::warn!(
+            "{sock:?}: client sent {} to unknown engine {uuid:?}",
+            inb.fields.msg_type
+        );
         let content = error_content(
             "EngineError",
-            &format!("Engine {} is not registered (it may have died or never existed)", py_repr(&uuid)),
+            &format!(
+                "Engine {} is not registered (it may have died or never existed)",
+                py_repr(&uuid)
+            ),
         );
         let reply = self.hub_session.build(
             vec![client, target],
@@ -124,5 +142,7 @@ pub(crate) fn reply_status(inb: &Inbound) -> String {
         let v: Value = serde_json::from_slice(raw).ok()?;
         v.get("status")?.as_str().map(str::to_string)
     };
-    from(&inb.msg.metadata).or_else(|| from(&inb.msg.content)).unwrap_or_default()
+    from(&inb.msg.metadata)
+        .or_else(|| from(&inb.msg.content))
+        .unwrap_or_default()
 }

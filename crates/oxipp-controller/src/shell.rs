@@ -42,16 +42,25 @@ struct ZmqOutbox<'a> {
 }
 
 fn engine_facing(s: Sock) -> bool {
-    matches!(s, Sock::MuxEngine | Sock::TaskEngine | Sock::ControlEngine | Sock::BcastLeaf(_))
+    matches!(
+        s,
+        Sock::MuxEngine | Sock::TaskEngine | Sock::ControlEngine | Sock::BcastLeaf(_)
+    )
 }
 
 impl Outbox for ZmqOutbox<'_> {
     fn send(&mut self, sock: Sock, frames: Vec<Frame>) -> bool {
-        let Some(s) = self.sockets.get(&sock) else { return false };
+        let Some(s) = self.sockets.get(&sock) else {
+            return false;
+        };
         match sockets::send_frames(s, frames.iter()) {
             Ok(()) => true,
             Err(zmq::Error::EHOSTUNREACH) if engine_facing(sock) => {
-                self.deferred.push_back(Deferred { sock, frames, give_up: self.now + DEFERRED_SEND_LIMIT });
+                self.deferred.push_back(Deferred {
+                    sock,
+                    frames,
+                    give_up: self.now + DEFERRED_SEND_LIMIT,
+                });
                 true
             }
             Err(e) => {
@@ -105,49 +114,175 @@ fn bind_all(
     }
     let ciface = interface(&cfg.client_transport, &cfg.client_ip);
     let eiface = interface(&cfg.engine_transport, &cfg.engine_ip);
-    let mut pool = PortPool { ports: cfg.ports.iter().copied().collect() };
+    let mut pool = PortPool {
+        ports: cfg.ports.iter().copied().collect(),
+    };
     let (rc, re) = match &reuse {
         Some((c, e)) => (Some(c), Some(e)),
         None => (None, None),
     };
     let mut sockets = HashMap::new();
-    let mut mk = |sock: Sock, kind: SocketType, ident: Option<&[u8]>, iface: &str, port: u16, sub: bool| -> anyhow::Result<u16> {
-        let s = sockets::new_socket(ctx, kind, &SocketSpec { identity: ident, subscribe_all: sub })
-            .with_context(|| format!("creating {sock:?} socket"))?;
+    let mut mk = |sock: Sock,
+                  kind: SocketType,
+                  ident: Option<&[u8]>,
+                  iface: &str,
+                  port: u16,
+                  sub: bool|
+     -> anyhow::Result<u16> {
+        let s = sockets::new_socket(
+            ctx,
+            kind,
+            &SocketSpec {
+                identity: ident,
+                subscribe_all: sub,
+            },
+        )
+        .with_context(|| format!("creating {sock:?} socket"))?;
         if kind == SocketType::ROUTER && engine_facing(sock) {
             s.set_router_mandatory(true)?;
         }
         let port = if port == 0 { pool.next() } else { port };
-        let p = sockets::bind(&s, iface, port).with_context(|| format!("binding {sock:?} on {iface}:{port}"))?;
+        let p = sockets::bind(&s, iface, port)
+            .with_context(|| format!("binding {sock:?} on {iface}:{port}"))?;
         sockets.insert(sock, s);
         Ok(p)
     };
-    let registration = mk(Sock::Query, SocketType::ROUTER, None, &ciface, rc.map_or(0, |c| c.registration), false)?;
-    let mux_c = mk(Sock::MuxClient, SocketType::ROUTER, Some(b"mux_in"), &ciface, rc.map_or(0, |c| c.mux), false)?;
-    let mux_e = mk(Sock::MuxEngine, SocketType::ROUTER, Some(b"mux_out"), &eiface, re.map_or(0, |e| e.mux), false)?;
-    let task_c = mk(Sock::TaskClient, SocketType::ROUTER, Some(b"task_in"), &ciface, rc.map_or(0, |c| c.task), false)?;
-    let task_kind = if cfg.scheme == "pure" { SocketType::DEALER } else { SocketType::ROUTER };
-    let task_e = mk(Sock::TaskEngine, task_kind, Some(b"task_out"), &eiface, re.map_or(0, |e| e.task), false)?;
-    let ctl_c = mk(Sock::ControlClient, SocketType::ROUTER, Some(b"control_in"), &ciface, rc.map_or(0, |c| c.control), false)?;
-    let ctl_e = mk(Sock::ControlEngine, SocketType::ROUTER, Some(b"control_out"), &eiface, re.map_or(0, |e| e.control), false)?;
-    let iopub_c = mk(Sock::IopubOut, SocketType::PUB, None, &ciface, rc.map_or(0, |c| c.iopub), false)?;
-    let iopub_e = mk(Sock::IopubIn, SocketType::SUB, None, &eiface, re.map_or(0, |e| e.iopub), true)?;
-    let notification = mk(Sock::Notification, SocketType::PUB, None, &ciface, rc.map_or(0, |c| c.notification), false)?;
-    let hb_ping = mk(Sock::HbPing, SocketType::PUB, None, &eiface, re.map_or(0, |e| e.hb_ping), false)?;
-    let hb_pong = mk(Sock::HbPong, SocketType::ROUTER, None, &eiface, re.map_or(0, |e| e.hb_pong), false)?;
-    let bcast_c = mk(Sock::BcastClient, SocketType::ROUTER, Some(b"sub_scheduler_0"), &ciface, rc.map_or(0, |c| c.broadcast), false)?;
+    let registration = mk(
+        Sock::Query,
+        SocketType::ROUTER,
+        None,
+        &ciface,
+        rc.map_or(0, |c| c.registration),
+        false,
+    )?;
+    let mux_c = mk(
+        Sock::MuxClient,
+        SocketType::ROUTER,
+        Some(b"mux_in"),
+        &ciface,
+        rc.map_or(0, |c| c.mux),
+        false,
+    )?;
+    let mux_e = mk(
+        Sock::MuxEngine,
+        SocketType::ROUTER,
+        Some(b"mux_out"),
+        &eiface,
+        re.map_or(0, |e| e.mux),
+        false,
+    )?;
+    let task_c = mk(
+        Sock::TaskClient,
+        SocketType::ROUTER,
+        Some(b"task_in"),
+        &ciface,
+        rc.map_or(0, |c| c.task),
+        false,
+    )?;
+    let task_kind = if cfg.scheme == "pure" {
+        SocketType::DEALER
+    } else {
+        SocketType::ROUTER
+    };
+    let task_e = mk(
+        Sock::TaskEngine,
+        task_kind,
+        Some(b"task_out"),
+        &eiface,
+        re.map_or(0, |e| e.task),
+        false,
+    )?;
+    let ctl_c = mk(
+        Sock::ControlClient,
+        SocketType::ROUTER,
+        Some(b"control_in"),
+        &ciface,
+        rc.map_or(0, |c| c.control),
+        false,
+    )?;
+    let ctl_e = mk(
+        Sock::ControlEngine,
+        SocketType::ROUTER,
+        Some(b"control_out"),
+        &eiface,
+        re.map_or(0, |e| e.control),
+        false,
+    )?;
+    let iopub_c = mk(
+        Sock::IopubOut,
+        SocketType::PUB,
+        None,
+        &ciface,
+        rc.map_or(0, |c| c.iopub),
+        false,
+    )?;
+    let iopub_e = mk(
+        Sock::IopubIn,
+        SocketType::SUB,
+        None,
+        &eiface,
+        re.map_or(0, |e| e.iopub),
+        true,
+    )?;
+    let notification = mk(
+        Sock::Notification,
+        SocketType::PUB,
+        None,
+        &ciface,
+        rc.map_or(0, |c| c.notification),
+        false,
+    )?;
+    let hb_ping = mk(
+        Sock::HbPing,
+        SocketType::PUB,
+        None,
+        &eiface,
+        re.map_or(0, |e| e.hb_ping),
+        false,
+    )?;
+    let hb_pong = mk(
+        Sock::HbPong,
+        SocketType::ROUTER,
+        None,
+        &eiface,
+        re.map_or(0, |e| e.hb_pong),
+        false,
+    )?;
+    let bcast_c = mk(
+        Sock::BcastClient,
+        SocketType::ROUTER,
+        Some(b"sub_scheduler_0"),
+        &ciface,
+        rc.map_or(0, |c| c.broadcast),
+        false,
+    )?;
     let n_leaves = 1usize << cfg.broadcast_depth;
     let mut leaves = Vec::with_capacity(n_leaves);
     for i in 0..n_leaves {
         let path = format!("0{:0width$b}", i, width = cfg.broadcast_depth as usize);
-        let ident = format!("sub_scheduler_{}", if cfg.broadcast_depth == 0 { "0".to_string() } else { path });
+        let ident = format!(
+            "sub_scheduler_{}",
+            if cfg.broadcast_depth == 0 {
+                "0".to_string()
+            } else {
+                path
+            }
+        );
         let port = re.and_then(|e| e.broadcast.get(i).copied()).unwrap_or(0);
-        leaves.push(mk(Sock::BcastLeaf(i as u16), SocketType::ROUTER, Some(ident.as_bytes()), &eiface, port, false)?);
+        leaves.push(mk(
+            Sock::BcastLeaf(i as u16),
+            SocketType::ROUTER,
+            Some(ident.as_bytes()),
+            &eiface,
+            port,
+            false,
+        )?);
     }
     if eiface != ciface {
         // Engines reach the registration port on the engine interface too.
         if let Some(q) = sockets.get(&Sock::Query) {
-            q.bind(&format!("{eiface}:{registration}")).context("binding registration on the engine interface")?;
+            q.bind(&format!("{eiface}:{registration}"))
+                .context("binding registration on the engine interface")?;
         }
     }
     let location = cfg.location.clone().unwrap_or_else(hostname);
@@ -187,7 +322,11 @@ fn bind_all(
         unpack: "json".into(),
         signature_scheme: cfg.signature_scheme.clone(),
     };
-    Ok(Bound { sockets, client, engine })
+    Ok(Bound {
+        sockets,
+        client,
+        engine,
+    })
 }
 
 fn open_db(cfg: &Config, profile_dir: &std::path::Path) -> anyhow::Result<Box<dyn TaskStore>> {
@@ -200,12 +339,14 @@ fn open_db(cfg: &Config, profile_dir: &std::path::Path) -> anyhow::Result<Box<dy
         })),
         DbKind::None => Box::new(NoDb::default()),
         DbKind::Sqlite => {
-            let dir = cfg.sqlite_location.clone().unwrap_or_else(|| profile_dir.to_path_buf());
+            let dir = cfg
+                .sqlite_location
+                .clone()
+                .unwrap_or_else(|| profile_dir.to_path_buf());
             let path = dir.join(&cfg.sqlite_filename);
-            Box::new(
-                SqliteStore::open(&path, &cfg.sqlite_table)
-                    .map_err(|e| anyhow::anyhow!("opening SQLite task database {}: {e}", path.display()))?,
-            )
+            Box::new(SqliteStore::open(&path, &cfg.sqlite_table).map_err(|e| {
+                anyhow::anyhow!("opening SQLite task database {}: {e}", path.display())
+            })?)
         }
     })
 }
@@ -228,7 +369,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Runs the controller until `stop` is set or a Hub shutdown request. `ready` is called
 /// once the sockets are bound and the connection files written (tests wait on it).
-pub fn serve(cfg: Config, stop: Arc<AtomicBool>, ready: impl FnOnce(&ClientInfo)) -> anyhow::Result<()> {
+pub fn serve(
+    cfg: Config,
+    stop: Arc<AtomicBool>,
+    ready: impl FnOnce(&ClientInfo),
+) -> anyhow::Result<()> {
     let profile_dir = cfg.profile_dir();
     oxipp_wire::profile::ensure(&profile_dir)
         .with_context(|| format!("creating profile directory {}", profile_dir.display()))?;
@@ -239,8 +384,15 @@ pub fn serve(cfg: Config, stop: Arc<AtomicBool>, ready: impl FnOnce(&ClientInfo)
     let reuse = if cfg.reuse_files && client_path.exists() && engine_path.exists() {
         let c: ClientInfo = connection::read_json(&client_path)?;
         let e: EngineInfo = connection::read_json(&engine_path)?;
-        if c.key != e.key || c.registration != e.registration || c.signature_scheme != e.signature_scheme {
-            bail!("--reuse: {} and {} disagree on key/registration/signature_scheme", client_path.display(), engine_path.display());
+        if c.key != e.key
+            || c.registration != e.registration
+            || c.signature_scheme != e.signature_scheme
+        {
+            bail!(
+                "--reuse: {} and {} disagree on key/registration/signature_scheme",
+                client_path.display(),
+                engine_path.display()
+            );
         }
         Some((c, e))
     } else {
@@ -262,7 +414,9 @@ pub fn serve(cfg: Config, stop: Arc<AtomicBool>, ready: impl FnOnce(&ClientInfo)
     }
     tracing::info!("client connection file: {}", client_path.display());
     tracing::info!("engine connection file: {}", engine_path.display());
-    let state_path: PathBuf = profile_dir.join("log").join(format!("engines{}.json", cfg.cluster_id));
+    let state_path: PathBuf = profile_dir
+        .join("log")
+        .join(format!("engines{}.json", cfg.cluster_id));
     let e = &bound.engine;
     let engine_info = EngineConnInfo(json!({
         "interface": e.interface, "registration": e.registration, "control": e.control,
@@ -274,8 +428,16 @@ pub fn serve(cfg: Config, stop: Arc<AtomicBool>, ready: impl FnOnce(&ClientInfo)
     let restore = cfg.restore_engines;
     let reuse_files = cfg.reuse_files;
     let now = Instant::now();
-    let mut core = Controller::new(cfg, engine_info, signer, db, n_leaves, Some(state_path.clone()), now)
-        .map_err(anyhow::Error::msg)?;
+    let mut core = Controller::new(
+        cfg,
+        engine_info,
+        signer,
+        db,
+        n_leaves,
+        Some(state_path.clone()),
+        now,
+    )
+    .map_err(anyhow::Error::msg)?;
     if restore {
         match connection::read_json(&state_path) {
             Ok(state) => {
@@ -287,7 +449,11 @@ pub fn serve(cfg: Config, stop: Arc<AtomicBool>, ready: impl FnOnce(&ClientInfo)
     }
     core.write_state();
     ready(&bound.client);
-    tracing::info!("oxipp controller ready (scheme {}, heartbeat {} ms)", core.cfg.scheme, core.cfg.hb_period_ms);
+    tracing::info!(
+        "oxipp controller ready (scheme {}, heartbeat {} ms)",
+        core.cfg.scheme,
+        core.cfg.hb_period_ms
+    );
     let result = event_loop(&mut core, &bound.sockets, &stop);
     if let Err(e) = core.flush_db() {
         tracing::error!("final task database flush failed: {e}");
@@ -304,7 +470,11 @@ pub fn serve(cfg: Config, stop: Arc<AtomicBool>, ready: impl FnOnce(&ClientInfo)
     result
 }
 
-fn event_loop(core: &mut Controller, socks: &HashMap<Sock, zmq::Socket>, stop: &AtomicBool) -> anyhow::Result<()> {
+fn event_loop(
+    core: &mut Controller,
+    socks: &HashMap<Sock, zmq::Socket>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let order: Vec<Sock> = socks
         .keys()
         .copied()
@@ -325,13 +495,20 @@ fn event_loop(core: &mut Controller, socks: &HashMap<Sock, zmq::Socket>, stop: &
             wait = wait.min(Duration::from_millis(5));
         }
         let timeout = wait.min(Duration::from_millis(100)).as_millis() as i64;
-        let mut items: Vec<zmq::PollItem> = order.iter().map(|s| socks[s].as_poll_item(zmq::POLLIN)).collect();
+        let mut items: Vec<zmq::PollItem> = order
+            .iter()
+            .map(|s| socks[s].as_poll_item(zmq::POLLIN))
+            .collect();
         match zmq::poll(&mut items, timeout) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
-        let ready: Vec<Sock> =
-            order.iter().zip(items.iter()).filter(|(_, it)| it.is_readable()).map(|(s, _)| *s).collect();
+        let ready: Vec<Sock> = order
+            .iter()
+            .zip(items.iter())
+            .filter(|(_, it)| it.is_readable())
+            .map(|(s, _)| *s)
+            .collect();
         drop(items);
         for sock in ready {
             let s = &socks[&sock];
@@ -339,7 +516,11 @@ fn event_loop(core: &mut Controller, socks: &HashMap<Sock, zmq::Socket>, stop: &
                 match sockets::recv_frames(s, true) {
                     Ok(frames) => {
                         let now = Instant::now();
-                        let mut out = ZmqOutbox { sockets: socks, deferred: &mut deferred, now };
+                        let mut out = ZmqOutbox {
+                            sockets: socks,
+                            deferred: &mut deferred,
+                            now,
+                        };
                         core.handle(sock, frames, now, &mut out);
                     }
                     Err(zmq::Error::EAGAIN) => break,
@@ -352,22 +533,40 @@ fn event_loop(core: &mut Controller, socks: &HashMap<Sock, zmq::Socket>, stop: &
             }
         }
         let now = Instant::now();
-        let mut out = ZmqOutbox { sockets: socks, deferred: &mut deferred, now };
+        let mut out = ZmqOutbox {
+            sockets: socks,
+            deferred: &mut deferred,
+            now,
+        };
         core.tick(now, &mut out);
         retry_deferred(socks, &mut deferred, now);
     }
 }
 
-fn retry_deferred(socks: &HashMap<Sock, zmq::Socket>, deferred: &mut VecDeque<Deferred>, now: Instant) {
+fn retry_deferred(
+    socks: &HashMap<Sock, zmq::Socket>,
+    deferred: &mut VecDeque<Deferred>,
+    now: Instant,
+) {
     for _ in 0..deferred.len() {
         let Some(d) = deferred.pop_front() else { break };
-        let Some(s) = socks.get(&d.sock) else { continue };
+        let Some(s) = socks.get(&d.sock) else {
+            continue;
+        };
         match sockets::send_frames(s, d.frames.iter()) {
             Ok(()) => {}
             Err(zmq::Error::EHOSTUNREACH) if now < d.give_up => deferred.push_back(d),
             Err(e) => {
-                let peer = d.frames.first().map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
-                tracing::warn!("dropping a message for engine {peer:?} on {:?}: {e} for {:?}", d.sock, DEFERRED_SEND_LIMIT);
+                let peer = d
+                    .frames
+                    .first()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .unwrap_or_default();
+                tracing::warn!(
+                    "dropping a message for engine {peer:?} on {:?}: {e} for {:?}",
+                    d.sock,
+                    DEFERRED_SEND_LIMIT
+                );
             }
         }
     }

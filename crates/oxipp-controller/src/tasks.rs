@@ -52,7 +52,13 @@ impl Controller {
             return;
         }
         if self.held.contains_key(&msg_id) {
-            self.fail_request(&inb, client, "ValueError", &format!("msg_id {} is already in use", py_repr(&msg_id)), out);
+            self.fail_request(
+                &inb,
+                client,
+                "ValueError",
+                &format!("msg_id {} is already in use", py_repr(&msg_id)),
+                out,
+            );
             return;
         }
         let req = match inb.msg.metadata_map() {
@@ -63,7 +69,13 @@ impl Controller {
             Ok(r) => r,
             Err(e) => {
                 self.stats.bump("task_bad_metadata");
-                self.fail_request(&inb, client, "ValueError", &format!("invalid task metadata: {e}"), out);
+                self.fail_request(
+                    &inb,
+                    client,
+                    "ValueError",
+                    &format!("invalid task metadata: {e}"),
+                    out,
+                );
                 return;
             }
         };
@@ -72,13 +84,32 @@ impl Controller {
         self.book.unassigned.insert(msg_id.clone());
         let mut msg = inb.msg;
         msg.idents.clear();
-        self.held.insert(msg_id, HeldTask { client, msg, msg_type: inb.fields.msg_type, engine: None });
-        let actions = self.sched.as_mut().map(|s| s.submit(req, now)).unwrap_or_default();
+        self.held.insert(
+            msg_id,
+            HeldTask {
+                client,
+                msg,
+                msg_type: inb.fields.msg_type,
+                engine: None,
+            },
+        );
+        let actions = self
+            .sched
+            .as_mut()
+            .map(|s| s.submit(req, now))
+            .unwrap_or_default();
         self.apply_sched_actions(actions, None, now, out);
     }
 
     /// Answers a request the scheduler never accepted (bad metadata, duplicate id).
-    fn fail_request(&mut self, inb: &Inbound, client: Frame, ename: &str, evalue: &str, out: &mut dyn Outbox) {
+    fn fail_request(
+        &mut self,
+        inb: &Inbound,
+        client: Frame,
+        ename: &str,
+        evalue: &str,
+        out: &mut dyn Outbox,
+    ) {
         let content = error_content(ename, evalue);
         let reply = self.sched_session.build(
             vec![client],
@@ -111,17 +142,33 @@ impl Controller {
             return;
         }
         let outcome = reply_outcome(&inb);
-        let actions = self.sched.as_mut().map(|s| s.on_reply(&engine_uuid, &msg_id, outcome, now)).unwrap_or_default();
+        let actions = self
+            .sched
+            .as_mut()
+            .map(|s| s.on_reply(&engine_uuid, &msg_id, outcome, now))
+            .unwrap_or_default();
         let engine_id = self.registry.id_of(&engine_uuid);
-        let reply = ReplyInFlight { msg_id, engine_uuid, engine_id, inb };
+        let reply = ReplyInFlight {
+            msg_id,
+            engine_uuid,
+            engine_id,
+            inb,
+        };
         self.apply_sched_actions(actions, Some(reply), now, out);
     }
 
     fn on_pure_task_reply(&mut self, inb: Inbound, now: Instant, out: &mut dyn Outbox) {
         if let Some(msg_id) = inb.msg.parent_id().ok().and_then(|p| p.msg_id) {
-            let engine = inb.msg.metadata_map().ok().and_then(|m| m.get("engine").and_then(Value::as_str).map(str::to_string));
+            let engine = inb
+                .msg
+                .metadata_map()
+                .ok()
+                .and_then(|m| m.get("engine").and_then(Value::as_str).map(str::to_string));
             let eid = engine.as_deref().and_then(|u| self.registry.id_of(u));
-            if self.book.finish(&msg_id, eid, reply_status(&inb) != "aborted") {
+            if self
+                .book
+                .finish(&msg_id, eid, reply_status(&inb) != "aborted")
+            {
                 self.record_result(&msg_id, &inb, engine.as_deref(), now);
             }
         }
@@ -140,7 +187,9 @@ impl Controller {
             match action {
                 Action::Run { msg_id, engine } => self.run_task(&msg_id, &engine, out),
                 Action::Fail { msg_id, error } => {
-                    let Some(held) = self.held.remove(&msg_id) else { continue };
+                    let Some(held) = self.held.remove(&msg_id) else {
+                        continue;
+                    };
                     let content = error_content(error.ename(), &error.evalue());
                     let m = self.sched_session.build(
                         vec![held.client],
@@ -155,7 +204,9 @@ impl Controller {
                     self.record_failure(&msg_id, content, None);
                 }
                 Action::Relay { msg_id } => {
-                    let Some(held) = self.held.remove(&msg_id) else { continue };
+                    let Some(held) = self.held.remove(&msg_id) else {
+                        continue;
+                    };
                     let Some(r) = reply.take_if(|r| r.msg_id == msg_id) else {
                         tracing::error!("task::scheduler relayed {msg_id} without a reply in hand");
                         continue;
@@ -173,24 +224,28 @@ impl Controller {
         if let Some(r) = reply {
             // Not relayed: the task is being retried elsewhere; the Hub forgets that attempt.
             if let Some(eid) = r.engine_id {
-                self.book.engine(eid).tasks.shift_remove(&r.msg_id);
+                self.book.engine(eid).tasks.remove(&r.msg_id);
             }
         }
     }
 
     fn run_task(&mut self, msg_id: &str, engine: &str, out: &mut dyn Outbox) {
-        let Some(held) = self.held.get_mut(msg_id) else { return };
+        let Some(held) = self.held.get_mut(msg_id) else {
+            return;
+        };
         held.engine = Some(engine.to_string());
         let mut msg = held.msg.clone();
         msg.idents = vec![frame(engine), held.client.clone()];
         out.send(Sock::TaskEngine, msg.into_frames());
-        self.book.unassigned.shift_remove(msg_id);
+        self.book.unassigned.remove(msg_id);
         if let Some(eid) = self.registry.id_of(engine) {
             self.book.engine(eid).tasks.insert(msg_id.to_string());
         }
         if self.records_enabled() {
             let e = engine.to_string();
-            let _ = self.db.update_record(msg_id, &mut |r| r.engine_uuid = Some(e.clone()));
+            let _ = self
+                .db
+                .update_record(msg_id, &mut |r| r.engine_uuid = Some(e.clone()));
         }
     }
 
@@ -205,13 +260,19 @@ impl Controller {
         out: &mut dyn Outbox,
     ) {
         for msg_id in task_ids {
-            let Some(held) = self.held.get(&msg_id) else { continue };
+            let Some(held) = self.held.get(&msg_id) else {
+                continue;
+            };
             if held.engine.as_deref() != Some(engine_uuid) {
                 continue;
             }
             let content = error_content(
                 "EngineError",
-                &format!("Engine b{} died while running task {}", py_repr(engine_uuid), py_repr(&msg_id)),
+                &format!(
+                    "Engine b{} died while running task {}",
+                    py_repr(engine_uuid),
+                    py_repr(&msg_id)
+                ),
             );
             let md = json!({
                 "status": "error",
@@ -227,18 +288,35 @@ impl Controller {
                 &content,
                 vec![],
             );
-            let Ok(fields) = m.header_fields() else { continue };
+            let Ok(fields) = m.header_fields() else {
+                continue;
+            };
             let inb = Inbound { msg: m, fields };
-            let outcome = Outcome { ok: false, dependencies_met: true };
-            let actions = self.sched.as_mut().map(|s| s.on_reply(engine_uuid, &msg_id, outcome, now)).unwrap_or_default();
-            let reply = ReplyInFlight { msg_id, engine_uuid: engine_uuid.to_string(), engine_id: Some(engine_id), inb };
+            let outcome = Outcome {
+                ok: false,
+                dependencies_met: true,
+            };
+            let actions = self
+                .sched
+                .as_mut()
+                .map(|s| s.on_reply(engine_uuid, &msg_id, outcome, now))
+                .unwrap_or_default();
+            let reply = ReplyInFlight {
+                msg_id,
+                engine_uuid: engine_uuid.to_string(),
+                engine_id: Some(engine_id),
+                inb,
+            };
             self.apply_sched_actions(actions, Some(reply), now, out);
         }
         for msg_id in mux_ids {
             if self.book.finish(&msg_id, Some(engine_id), false) {
                 let content = error_content(
                     "EngineError",
-                    &format!("Engine {engine_id} died while running task {}", py_repr(&msg_id)),
+                    &format!(
+                        "Engine {engine_id} died while running task {}",
+                        py_repr(&msg_id)
+                    ),
                 );
                 self.record_failure(&msg_id, content, Some(engine_uuid));
             }
@@ -249,6 +327,12 @@ impl Controller {
 
 fn reply_outcome(inb: &Inbound) -> Outcome {
     let md: Value = serde_json::from_slice(&inb.msg.metadata).unwrap_or(Value::Null);
-    let dependencies_met = md.get("dependencies_met").and_then(Value::as_bool).unwrap_or(true);
-    Outcome { ok: reply_status(inb) == "ok", dependencies_met }
+    let dependencies_met = md
+        .get("dependencies_met")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    Outcome {
+        ok: reply_status(inb) == "ok",
+        dependencies_met,
+    }
 }

@@ -51,7 +51,10 @@ pub struct EngineInfo {
 /// File names for a cluster id (empty = none), as stock names them.
 pub fn file_names(cluster_id: &str) -> (String, String) {
     if cluster_id.is_empty() {
-        ("ipcontroller-client.json".into(), "ipcontroller-engine.json".into())
+        (
+            "ipcontroller-client.json".into(),
+            "ipcontroller-engine.json".into(),
+        )
     } else {
         (
             format!("ipcontroller-{cluster_id}-client.json"),
@@ -89,7 +92,10 @@ pub fn write_private_json<T: Serialize>(path: &Path, value: &T) -> std::io::Resu
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
     let text = std::fs::read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
     })
 }
 
@@ -134,7 +140,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let back: EngineInfo = read_json(&p).unwrap();
         assert_eq!(back, info);

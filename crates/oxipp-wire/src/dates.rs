@@ -26,9 +26,7 @@ pub fn parse(s: &str) -> Option<DateTime<Utc>> {
     let (main, tz) = split_tz(s)?;
     let frac_ok = match main.len() {
         19 => true,
-        n if n >= 21 && n <= 26 => {
-            b[19] == b'.' && main[20..].bytes().all(|c| c.is_ascii_digit())
-        }
+        n if n >= 21 && n <= 26 => b[19] == b'.' && main[20..].bytes().all(|c| c.is_ascii_digit()),
         _ => false,
     };
     if !frac_ok {
@@ -37,8 +35,13 @@ pub fn parse(s: &str) -> Option<DateTime<Utc>> {
     let naive = NaiveDateTime::parse_from_str(main, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
     match tz {
         Tz::Utc => Some(Utc.from_utc_datetime(&naive)),
-        Tz::Offset(secs) => Some(Utc.from_utc_datetime(&(naive - chrono::Duration::seconds(secs as i64)))),
-        Tz::Naive => Local.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc)),
+        Tz::Offset(secs) => {
+            Some(Utc.from_utc_datetime(&(naive - chrono::Duration::seconds(secs as i64))))
+        }
+        Tz::Naive => Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc)),
     }
 }
 
@@ -106,7 +109,13 @@ mod tests {
 
     #[test]
     fn rejects_non_dates() {
-        for s in ["", "hello", "2026-11-24", "2026-11-24T22:42:56.1234567Z", "2026-11-24T22:42:56+1"] {
+        for s in [
+            "",
+            "hello",
+            "2026-11-24",
+            "2026-11-24T22:42:56.1234567Z",
+            "2026-11-24T22:42:56+1",
+        ] {
             assert!(parse(s).is_none(), "{s}");
         }
     }

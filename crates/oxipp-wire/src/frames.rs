@@ -90,7 +90,15 @@ impl Message {
         let parent = rest.pop().unwrap_or_default();
         let header = rest.pop().unwrap_or_default();
         let signature = rest.pop().unwrap_or_default();
-        Ok(Message { idents, signature, header, parent, metadata, content, buffers })
+        Ok(Message {
+            idents,
+            signature,
+            header,
+            parent,
+            metadata,
+            content,
+            buffers,
+        })
     }
 
     /// The frames to send, in wire order.
@@ -128,14 +136,19 @@ impl Message {
             if e.is_data() {
                 WireError::MissingField("msg_id/msg_type")
             } else {
-                WireError::BadJson { part: "header", err: e.to_string() }
+                WireError::BadJson {
+                    part: "header",
+                    err: e.to_string(),
+                }
             }
         })
     }
 
     pub fn parent_id(&self) -> Result<ParentId, WireError> {
-        serde_json::from_slice(&self.parent)
-            .map_err(|e| WireError::BadJson { part: "parent_header", err: e.to_string() })
+        serde_json::from_slice(&self.parent).map_err(|e| WireError::BadJson {
+            part: "parent_header",
+            err: e.to_string(),
+        })
     }
 
     pub fn header_map(&self) -> Result<Map<String, Value>, WireError> {
@@ -160,7 +173,10 @@ pub fn object(raw: &[u8], part: &'static str) -> Result<Map<String, Value>, Wire
     match serde_json::from_slice::<Value>(raw) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(WireError::NotAnObject(part)),
-        Err(e) => Err(WireError::BadJson { part, err: e.to_string() }),
+        Err(e) => Err(WireError::BadJson {
+            part,
+            err: e.to_string(),
+        }),
     }
 }
 
@@ -175,7 +191,17 @@ mod tests {
 
     #[test]
     fn parse_and_join_round_trip() {
-        let frames = vec![b("id1"), b("id2"), b("<IDS|MSG>"), b("sig"), b("{}"), b("{}"), b("{}"), b("{}"), b("buf")];
+        let frames = vec![
+            b("id1"),
+            b("id2"),
+            b("<IDS|MSG>"),
+            b("sig"),
+            b("{}"),
+            b("{}"),
+            b("{}"),
+            b("{}"),
+            b("buf"),
+        ];
         let m = Message::parse(frames.clone()).unwrap();
         assert_eq!(m.idents, vec![b("id1"), b("id2")]);
         assert_eq!(m.buffers, vec![b("buf")]);
@@ -193,7 +219,15 @@ mod tests {
 
     #[test]
     fn header_fields_errors_are_clear() {
-        let mut m = Message::parse(vec![b("<IDS|MSG>"), b(""), b("{nope"), b("{}"), b("{}"), b("{}")]).unwrap();
+        let mut m = Message::parse(vec![
+            b("<IDS|MSG>"),
+            b(""),
+            b("{nope"),
+            b("{}"),
+            b("{}"),
+            b("{}"),
+        ])
+        .unwrap();
         assert!(matches!(m.header_fields(), Err(WireError::BadJson { .. })));
         m.header = b(r#"{"msg_type": "x"}"#);
         assert!(matches!(m.header_fields(), Err(WireError::MissingField(_))));

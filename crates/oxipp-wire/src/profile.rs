@@ -30,7 +30,9 @@ pub fn ipython_dir(explicit: Option<&Path>) -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    env_nonempty("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    env_nonempty("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 fn expand_home(p: &Path) -> PathBuf {
@@ -48,7 +50,11 @@ pub fn resolve(args: &ProfileArgs) -> PathBuf {
     if let Some(p) = env_nonempty("IPP_PROFILE_DIR") {
         return expand_home(Path::new(&p));
     }
-    let name = args.profile.as_deref().filter(|s| !s.is_empty()).unwrap_or("default");
+    let name = args
+        .profile
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
     ipython_dir(args.ipython_dir.as_deref()).join(format!("profile_{name}"))
 }
 
@@ -76,13 +82,21 @@ mod tests {
 
     #[test]
     fn explicit_dir_wins() {
-        let a = ProfileArgs { profile_dir: Some("/tmp/x".into()), profile: Some("p".into()), ..Default::default() };
+        let a = ProfileArgs {
+            profile_dir: Some("/tmp/x".into()),
+            profile: Some("p".into()),
+            ..Default::default()
+        };
         assert_eq!(resolve(&a), PathBuf::from("/tmp/x"));
     }
 
     #[test]
     fn profile_name_under_ipython_dir() {
-        let a = ProfileArgs { profile: Some("iptest".into()), ipython_dir: Some("/tmp/ipy".into()), ..Default::default() };
+        let a = ProfileArgs {
+            profile: Some("iptest".into()),
+            ipython_dir: Some("/tmp/ipy".into()),
+            ..Default::default()
+        };
         // only valid when IPP_PROFILE_DIR is not set in the test environment
         if env_nonempty("IPP_PROFILE_DIR").is_none() {
             assert_eq!(resolve(&a), PathBuf::from("/tmp/ipy/profile_iptest"));

@@ -30,7 +30,13 @@ pub fn new_id() -> String {
 impl Session {
     pub fn new(id: String, signer: Signer) -> Self {
         let username = std::env::var("USER").unwrap_or_else(|_| "username".into());
-        Session { id, username, signer, pid: std::process::id(), counter: AtomicU64::new(0) }
+        Session {
+            id,
+            username,
+            signer,
+            pid: std::process::id(),
+            counter: AtomicU64::new(0),
+        }
     }
 
     pub fn with_random_id(signer: Signer) -> Self {
@@ -113,9 +119,26 @@ mod tests {
     #[test]
     fn built_messages_verify_and_are_unique() {
         let s = Session::with_random_id(Signer::new(b"k", "hmac-sha256").unwrap());
-        let a = s.build(vec![], "x_request", None, &json!({}), &json!({"a": 1}), vec![]);
-        let b = s.build(vec![], "x_request", Some(&a.header), &json!({}), &json!({"a": 1}), vec![]);
-        assert_eq!(s.signer().verify(&a.signature, a.signed_parts()), Verdict::Valid);
+        let a = s.build(
+            vec![],
+            "x_request",
+            None,
+            &json!({}),
+            &json!({"a": 1}),
+            vec![],
+        );
+        let b = s.build(
+            vec![],
+            "x_request",
+            Some(&a.header),
+            &json!({}),
+            &json!({"a": 1}),
+            vec![],
+        );
+        assert_eq!(
+            s.signer().verify(&a.signature, a.signed_parts()),
+            Verdict::Valid
+        );
         assert_ne!(a.signature, b.signature);
         let ha = a.header_fields().unwrap();
         assert_eq!(ha.msg_type, "x_request");

@@ -18,7 +18,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("enabled", &self.keyed.is_some()).finish()
+        f.debug_struct("Signer")
+            .field("enabled", &self.keyed.is_some())
+            .finish()
     }
 }
 
@@ -38,7 +40,9 @@ impl Signer {
     /// default); other schemes are rejected so that a misconfiguration is loud.
     pub fn new(key: &[u8], scheme: &str) -> Result<Self, String> {
         if scheme != "hmac-sha256" {
-            return Err(format!("unsupported signature scheme {scheme:?} (only hmac-sha256)"));
+            return Err(format!(
+                "unsupported signature scheme {scheme:?} (only hmac-sha256)"
+            ));
         }
         if key.is_empty() {
             return Ok(Signer { keyed: None });
@@ -118,6 +122,9 @@ mod tests {
     fn empty_key_disables() {
         let s = Signer::new(b"", "hmac-sha256").unwrap();
         assert!(s.sign([b"a", b"b", b"c", b"d"]).is_empty());
-        assert_eq!(s.verify(b"anything", [b"a", b"b", b"c", b"d"]), Verdict::Valid);
+        assert_eq!(
+            s.verify(b"anything", [b"a", b"b", b"c", b"d"]),
+            Verdict::Valid
+        );
     }
 }

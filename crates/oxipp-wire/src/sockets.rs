@@ -40,10 +40,17 @@ pub fn new_socket(ctx: &Context, kind: SocketType, spec: &SocketSpec) -> zmq::Re
 /// Binds `interface` (`tcp://127.0.0.1`, `tcp://*`, …) on `port` (0 = random) and returns the
 /// port actually bound.
 pub fn bind(s: &Socket, interface: &str, port: u16) -> zmq::Result<u16> {
-    let addr = if port == 0 { format!("{interface}:*") } else { format!("{interface}:{port}") };
+    let addr = if port == 0 {
+        format!("{interface}:*")
+    } else {
+        format!("{interface}:{port}")
+    };
     s.bind(&addr)?;
     let ep = s.get_last_endpoint()?.map_err(|_| zmq::Error::EINVAL)?;
-    ep.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or(zmq::Error::EINVAL)
+    ep.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or(zmq::Error::EINVAL)
 }
 
 /// Receives all frames of one message (non-blocking if `dontwait`).
