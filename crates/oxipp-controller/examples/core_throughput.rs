@@ -4,6 +4,9 @@
 
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use oxipp_controller::config::Config;
 use oxipp_controller::core::{Controller, EngineConnInfo};
@@ -19,7 +22,7 @@ fn main() {
     let nodb = args.iter().any(|a| a == "--nodb");
     let signer = Signer::new(b"key", "hmac-sha256").unwrap();
     let db: Box<dyn TaskStore> = if nodb {
-        Box::new(NoDb::default())
+        Box::new(NoDb)
     } else {
         Box::new(MemoryStore::default())
     };

@@ -7,7 +7,6 @@
 //! `EngineError` in that engine's place instead of hanging forever.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 use bytes::Bytes;
 use oxipp_wire::errors::error_content;
@@ -53,7 +52,7 @@ fn parse_targets(md: &Map<String, Value>) -> Result<Vec<(String, u64)>, String> 
 }
 
 impl Controller {
-    pub(crate) fn on_bcast_request(&mut self, inb: Inbound, now: Instant, out: &mut dyn Outbox) {
+    pub(crate) fn on_bcast_request(&mut self, inb: Inbound, out: &mut dyn Outbox) {
         let Some(client) = inb.msg.idents.first().cloned() else {
             self.stats.bump("bcast_no_client");
             return;
@@ -95,7 +94,7 @@ impl Controller {
             .map(str::to_string)
             .unwrap_or_else(|| inb.fields.msg_id.clone());
         md.insert("original_msg_id".into(), Value::String(original.clone()));
-        self.record_request(&inb, "broadcast", None, now);
+        self.record_request(&inb, "broadcast", None, None);
         self.book.pending.insert(original.clone());
 
         let metadata = Bytes::from(encode(&Value::Object(md)));
@@ -131,7 +130,7 @@ impl Controller {
         }
         self.bcast.pending.insert(original.clone(), b);
         for uuid in dead {
-            self.bcast_slot_failed(&original, &uuid, false, now, out);
+            self.bcast_slot_failed(&original, &uuid, false, out);
         }
         if targets.is_empty() {
             self.bcast.pending.remove(&original);
@@ -139,7 +138,7 @@ impl Controller {
         }
     }
 
-    pub(crate) fn on_bcast_reply(&mut self, inb: Inbound, now: Instant, out: &mut dyn Outbox) {
+    pub(crate) fn on_bcast_reply(&mut self, inb: Inbound, out: &mut dyn Outbox) {
         let [engine, client, ..] = inb.msg.idents.as_slice() else {
             self.stats.bump("bcast_reply_no_client");
             return;
@@ -160,9 +159,9 @@ impl Controller {
             let mut msg = inb.msg;
             msg.idents = vec![client];
             out.send(Sock::BcastClient, msg.clone().into_frames());
-            self.bcast_slot_done(&original, &uuid, Some(msg), now, out);
+            self.bcast_slot_done(&original, &uuid, Some(msg), out);
         } else {
-            self.bcast_slot_done(&original, &uuid, Some(inb.msg), now, out);
+            self.bcast_slot_done(&original, &uuid, Some(inb.msg), out);
         }
     }
 
@@ -172,7 +171,6 @@ impl Controller {
         original: &str,
         uuid: &str,
         reply: Option<Message>,
-        now: Instant,
         out: &mut dyn Outbox,
     ) {
         let Some(b) = self.bcast.pending.get_mut(original) else {
@@ -200,7 +198,7 @@ impl Controller {
                 msg: m.clone(),
                 fields,
             };
-            self.record_result(original, &inb, None, now);
+            self.record_result(original, &inb, None, None);
         }
         if coalescing {
             out.send(Sock::BcastClient, m.into_frames());
@@ -252,7 +250,6 @@ impl Controller {
         original: &str,
         uuid: &str,
         engine_died: bool,
-        now: Instant,
         out: &mut dyn Outbox,
     ) {
         let why = if engine_died {
@@ -297,17 +294,11 @@ impl Controller {
             // (for engines that die, the client fails their slots on the notification).
             out.send(Sock::BcastClient, reply.clone().into_frames());
         }
-        self.bcast_slot_done(original, uuid, Some(reply), now, out);
+        self.bcast_slot_done(original, uuid, Some(reply), out);
     }
 
     /// A dead engine's broadcast slots are failed (clients fail non-coalescing ones themselves).
-    pub(crate) fn bcast_engine_died(
-        &mut self,
-        uuid: &str,
-        _id: u32,
-        now: Instant,
-        out: &mut dyn Outbox,
-    ) {
+    pub(crate) fn bcast_engine_died(&mut self, uuid: &str, out: &mut dyn Outbox) {
         let affected: Vec<String> = self
             .bcast
             .pending
@@ -316,7 +307,7 @@ impl Controller {
             .map(|(k, _)| k.clone())
             .collect();
         for original in affected {
-            self.bcast_slot_failed(&original, uuid, true, now, out);
+            self.bcast_slot_failed(&original, uuid, true, out);
         }
     }
 }

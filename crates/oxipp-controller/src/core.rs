@@ -127,15 +127,15 @@ impl Controller {
         };
         match sock {
             Sock::Query => self.on_query(inb, now, out),
-            Sock::MuxClient => self.on_mux_request(inb, now, out),
-            Sock::MuxEngine => self.on_mux_reply(inb, now, out),
+            Sock::MuxClient => self.on_mux_request(inb, out),
+            Sock::MuxEngine => self.on_mux_reply(inb, out),
             Sock::ControlClient => self.on_control_request(inb, out),
             Sock::ControlEngine => self.on_control_reply(inb, out),
             Sock::TaskClient => self.on_task_request(inb, now, out),
             Sock::TaskEngine => self.on_task_reply(inb, now, out),
             Sock::IopubIn => self.on_iopub(inb, now, out),
-            Sock::BcastClient => self.on_bcast_request(inb, now, out),
-            Sock::BcastLeaf(_) => self.on_bcast_reply(inb, now, out),
+            Sock::BcastClient => self.on_bcast_request(inb, out),
+            Sock::BcastLeaf(_) => self.on_bcast_reply(inb, out),
             Sock::IopubOut | Sock::Notification | Sock::HbPing | Sock::HbPong => {}
         }
     }
@@ -237,7 +237,7 @@ impl Controller {
         if let Some(s) = self.sched.as_mut() {
             let actions = s.poll_timeouts(now);
             if !actions.is_empty() {
-                self.apply_sched_actions(actions, None, now, out);
+                self.apply_sched_actions(actions, None, out);
             }
         }
         while let Some((at, _)) = self.timers.front() {

@@ -1,7 +1,5 @@
 //! Writing task records: requests, results and IOPub output, as the stock Hub does.
 
-use std::time::Instant;
-
 use chrono::Utc;
 use oxipp_taskdb::TaskRecord;
 use oxipp_wire::dates;
@@ -19,19 +17,19 @@ impl Controller {
     }
 
     /// Records a new request (mux, task or broadcast), merging with a record that IOPub
-    /// output may have created first.
+    /// output may have created first. `metadata`: the request's, if the caller parsed it.
     pub(crate) fn record_request(
         &mut self,
         inb: &Inbound,
         queue: &str,
         engine_uuid: Option<&str>,
-        _now: Instant,
+        metadata: Option<Map<String, Value>>,
     ) {
         if !self.records_enabled() {
             return;
         }
         let header = inb.msg.header_map().ok();
-        let metadata = inb.msg.metadata_map().ok();
+        let metadata = metadata.or_else(|| inb.msg.metadata_map().ok());
         let label = metadata
             .as_ref()
             .and_then(|m| m.get("label"))
@@ -70,19 +68,19 @@ impl Controller {
         }
     }
 
-    /// Records the reply to `msg_id`.
+    /// Records the reply to `msg_id`. `metadata`: the reply's, if the caller parsed it.
     pub(crate) fn record_result(
         &mut self,
         msg_id: &str,
         reply: &Inbound,
         engine_uuid: Option<&str>,
-        _now: Instant,
+        metadata: Option<Map<String, Value>>,
     ) {
         if !self.records_enabled() {
             return;
         }
         let header = reply.msg.header_map().ok();
-        let md = reply.msg.metadata_map().ok();
+        let md = metadata.or_else(|| reply.msg.metadata_map().ok());
         let completed = header.as_ref().and_then(|h| date_of(h, "date"));
         let started = md.as_ref().and_then(|m| date_of(m, "started"));
         let engine = engine_uuid.map(str::to_string).or_else(|| {

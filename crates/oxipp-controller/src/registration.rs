@@ -170,7 +170,7 @@ impl Controller {
         );
         if let Some(s) = self.sched.as_mut() {
             let actions = s.add_engine(uuid, now);
-            self.apply_sched_actions(actions, None, now, out);
+            self.apply_sched_actions(actions, None, out);
         }
     }
 
@@ -229,7 +229,7 @@ impl Controller {
             .get(&id)
             .map(|e| e.queue.iter().cloned().collect())
             .unwrap_or_default();
-        self.bcast_engine_died(&engine.uuid, id, now, out);
+        self.bcast_engine_died(&engine.uuid, out);
         let at = now + Duration::from_millis(self.cfg.stranded_grace_ms);
         self.schedule(
             at,

@@ -15,7 +15,7 @@ use crate::core::{ident_str, Controller, Inbound};
 use crate::outbox::{Outbox, Sock};
 
 impl Controller {
-    pub(crate) fn on_mux_request(&mut self, inb: Inbound, now: Instant, out: &mut dyn Outbox) {
+    pub(crate) fn on_mux_request(&mut self, inb: Inbound, out: &mut dyn Outbox) {
         let Some((client, target)) = two_idents(&inb) else {
             self.stats.bump("mux_no_target");
             return;
@@ -25,7 +25,7 @@ impl Controller {
             self.reject_unknown_target(&inb, client, target, Sock::MuxClient, out);
             return;
         };
-        self.record_request(&inb, "mux", Some(&uuid), now);
+        self.record_request(&inb, "mux", Some(&uuid), None);
         self.book.pending.insert(inb.fields.msg_id.clone());
         self.book
             .engine(eid)
@@ -36,7 +36,7 @@ impl Controller {
         out.send(Sock::MuxEngine, msg.into_frames());
     }
 
-    pub(crate) fn on_mux_reply(&mut self, inb: Inbound, now: Instant, out: &mut dyn Outbox) {
+    pub(crate) fn on_mux_reply(&mut self, inb: Inbound, out: &mut dyn Outbox) {
         let Some((engine, client)) = two_idents(&inb) else {
             self.stats.bump("mux_reply_no_client");
             return;
@@ -48,7 +48,7 @@ impl Controller {
             if self.book.finish(&parent_id, eid, !aborted)
                 || self.book.recently_completed(&parent_id)
             {
-                self.record_result(&parent_id, &inb, Some(&uuid), now);
+                self.record_result(&parent_id, &inb, Some(&uuid), None);
             }
         }
         let mut msg = inb.msg;

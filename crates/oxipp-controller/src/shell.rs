@@ -335,9 +335,8 @@ fn open_db(cfg: &Config, profile_dir: &std::path::Path) -> anyhow::Result<Box<dy
             record_limit: cfg.dict_record_limit,
             size_limit: cfg.dict_size_limit,
             cull_fraction: cfg.dict_cull_fraction,
-            ..MemoryLimits::default()
         })),
-        DbKind::None => Box::new(NoDb::default()),
+        DbKind::None => Box::new(NoDb),
         DbKind::Sqlite => {
             let dir = cfg
                 .sqlite_location

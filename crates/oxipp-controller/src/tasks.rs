@@ -10,7 +10,7 @@ use std::time::Instant;
 use oxipp_scheduler::{Action, Outcome, TaskRequest};
 use oxipp_wire::errors::{error_content, py_repr};
 use oxipp_wire::{msg_types as mt, Frame, Message};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::core::{frame, ident_str, Controller, Inbound};
 use crate::outbox::{Outbox, Sock};
@@ -34,6 +34,40 @@ pub(crate) struct ReplyInFlight {
     pub engine_uuid: String,
     pub engine_id: Option<u32>,
     pub inb: Inbound,
+    /// The reply's metadata, parsed once.
+    pub metadata: Map<String, Value>,
+    pub status: String,
+}
+
+impl ReplyInFlight {
+    fn new(msg_id: String, engine_uuid: String, engine_id: Option<u32>, inb: Inbound) -> Self {
+        let metadata = inb.msg.metadata_map().unwrap_or_default();
+        let status = metadata
+            .get("status")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| reply_status(&inb));
+        ReplyInFlight {
+            msg_id,
+            engine_uuid,
+            engine_id,
+            inb,
+            metadata,
+            status,
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        let dependencies_met = self
+            .metadata
+            .get("dependencies_met")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        Outcome {
+            ok: self.status == "ok",
+            dependencies_met,
+        }
+    }
 }
 
 impl Controller {
@@ -45,7 +79,7 @@ impl Controller {
         let msg_id = inb.fields.msg_id.clone();
         if self.sched.is_none() {
             // `pure`: a plain round-robin relay through the engine-facing DEALER.
-            self.record_request(&inb, "task", None, now);
+            self.record_request(&inb, "task", None, None);
             self.book.pending.insert(msg_id.clone());
             self.book.unassigned.insert(msg_id);
             out.send(Sock::TaskEngine, inb.msg.into_frames());
@@ -61,12 +95,16 @@ impl Controller {
             );
             return;
         }
-        let req = match inb.msg.metadata_map() {
-            Ok(md) => TaskRequest::from_metadata(&msg_id, &md),
-            Err(e) => Err(e.to_string()),
-        };
-        let req = match req {
-            Ok(r) => r,
+        let parsed = inb
+            .msg
+            .metadata_map()
+            .map_err(|e| e.to_string())
+            .and_then(|md| {
+                let req = TaskRequest::from_metadata(&msg_id, &md)?;
+                Ok((req, md))
+            });
+        let (req, md) = match parsed {
+            Ok(p) => p,
             Err(e) => {
                 self.stats.bump("task_bad_metadata");
                 self.fail_request(
@@ -79,7 +117,7 @@ impl Controller {
                 return;
             }
         };
-        self.record_request(&inb, "task", None, now);
+        self.record_request(&inb, "task", None, Some(md));
         self.book.pending.insert(msg_id.clone());
         self.book.unassigned.insert(msg_id.clone());
         let mut msg = inb.msg;
@@ -98,7 +136,7 @@ impl Controller {
             .as_mut()
             .map(|s| s.submit(req, now))
             .unwrap_or_default();
-        self.apply_sched_actions(actions, None, now, out);
+        self.apply_sched_actions(actions, None, out);
     }
 
     /// Answers a request the scheduler never accepted (bad metadata, duplicate id).
@@ -124,7 +162,7 @@ impl Controller {
 
     pub(crate) fn on_task_reply(&mut self, inb: Inbound, now: Instant, out: &mut dyn Outbox) {
         if self.sched.is_none() {
-            return self.on_pure_task_reply(inb, now, out);
+            return self.on_pure_task_reply(inb, out);
         }
         let [engine, _client, ..] = inb.msg.idents.as_slice() else {
             self.stats.bump("task_reply_no_client");
@@ -141,23 +179,18 @@ impl Controller {
             tracing::debug!("task::reply for unknown task {msg_id} from {engine_uuid}");
             return;
         }
-        let outcome = reply_outcome(&inb);
+        let engine_id = self.registry.id_of(&engine_uuid);
+        let reply = ReplyInFlight::new(msg_id, engine_uuid, engine_id, inb);
+        let outcome = reply.outcome();
         let actions = self
             .sched
             .as_mut()
-            .map(|s| s.on_reply(&engine_uuid, &msg_id, outcome, now))
+            .map(|s| s.on_reply(&reply.engine_uuid, &reply.msg_id, outcome, now))
             .unwrap_or_default();
-        let engine_id = self.registry.id_of(&engine_uuid);
-        let reply = ReplyInFlight {
-            msg_id,
-            engine_uuid,
-            engine_id,
-            inb,
-        };
-        self.apply_sched_actions(actions, Some(reply), now, out);
+        self.apply_sched_actions(actions, Some(reply), out);
     }
 
-    fn on_pure_task_reply(&mut self, inb: Inbound, now: Instant, out: &mut dyn Outbox) {
+    fn on_pure_task_reply(&mut self, inb: Inbound, out: &mut dyn Outbox) {
         if let Some(msg_id) = inb.msg.parent_id().ok().and_then(|p| p.msg_id) {
             let engine = inb
                 .msg
@@ -169,7 +202,7 @@ impl Controller {
                 .book
                 .finish(&msg_id, eid, reply_status(&inb) != "aborted")
             {
-                self.record_result(&msg_id, &inb, engine.as_deref(), now);
+                self.record_result(&msg_id, &inb, engine.as_deref(), None);
             }
         }
         out.send(Sock::TaskClient, inb.msg.into_frames());
@@ -180,7 +213,6 @@ impl Controller {
         &mut self,
         actions: Vec<Action>,
         mut reply: Option<ReplyInFlight>,
-        now: Instant,
         out: &mut dyn Outbox,
     ) {
         for action in actions {
@@ -190,7 +222,7 @@ impl Controller {
                     let Some(held) = self.held.remove(&msg_id) else {
                         continue;
                     };
-                    let content = error_content(error.ename(), &error.evalue());
+                    let content = error_content(error.ename(), error.evalue());
                     let m = self.sched_session.build(
                         vec![held.client],
                         &mt::reply_type(&held.msg_type),
@@ -211,9 +243,9 @@ impl Controller {
                         tracing::error!("task::scheduler relayed {msg_id} without a reply in hand");
                         continue;
                     };
-                    let aborted = reply_status(&r.inb) == "aborted";
+                    let aborted = r.status == "aborted";
                     if self.book.finish(&msg_id, r.engine_id, !aborted) {
-                        self.record_result(&msg_id, &r.inb, Some(&r.engine_uuid), now);
+                        self.record_result(&msg_id, &r.inb, Some(&r.engine_uuid), Some(r.metadata));
                     }
                     let mut msg = r.inb.msg;
                     msg.idents = vec![held.client, frame(&r.engine_uuid)];
@@ -301,13 +333,8 @@ impl Controller {
                 .as_mut()
                 .map(|s| s.on_reply(engine_uuid, &msg_id, outcome, now))
                 .unwrap_or_default();
-            let reply = ReplyInFlight {
-                msg_id,
-                engine_uuid: engine_uuid.to_string(),
-                engine_id: Some(engine_id),
-                inb,
-            };
-            self.apply_sched_actions(actions, Some(reply), now, out);
+            let reply = ReplyInFlight::new(msg_id, engine_uuid.to_string(), Some(engine_id), inb);
+            self.apply_sched_actions(actions, Some(reply), out);
         }
         for msg_id in mux_ids {
             if self.book.finish(&msg_id, Some(engine_id), false) {
@@ -322,17 +349,5 @@ impl Controller {
             }
         }
         self.book.drop_engine(engine_id);
-    }
-}
-
-fn reply_outcome(inb: &Inbound) -> Outcome {
-    let md: Value = serde_json::from_slice(&inb.msg.metadata).unwrap_or(Value::Null);
-    let dependencies_met = md
-        .get("dependencies_met")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    Outcome {
-        ok: reply_status(inb) == "ok",
-        dependencies_met,
     }
 }

@@ -6,8 +6,25 @@
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 
 /// Formats a UTC time the way jupyter_client does: `2026-11-24T22:42:56.924289Z`.
+///
+/// Written by hand rather than with a strftime pattern: every message the controller
+/// creates carries a date, and interpreting the pattern each time showed up in profiles.
 pub fn format(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    let mut s = String::with_capacity(27);
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond().min(999_999_999) / 1000
+    );
+    s
 }
 
 /// The current time, formatted for a header.
@@ -26,13 +43,15 @@ pub fn parse(s: &str) -> Option<DateTime<Utc>> {
     let (main, tz) = split_tz(s)?;
     let frac_ok = match main.len() {
         19 => true,
-        n if n >= 21 && n <= 26 => b[19] == b'.' && main[20..].bytes().all(|c| c.is_ascii_digit()),
+        n if (21..=26).contains(&n) => {
+            b[19] == b'.' && main[20..].bytes().all(|c| c.is_ascii_digit())
+        }
         _ => false,
     };
     if !frac_ok {
         return None;
     }
-    let naive = NaiveDateTime::parse_from_str(main, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    let naive = naive_from_parts(main)?;
     match tz {
         Tz::Utc => Some(Utc.from_utc_datetime(&naive)),
         Tz::Offset(secs) => {
@@ -43,6 +62,21 @@ pub fn parse(s: &str) -> Option<DateTime<Utc>> {
             .earliest()
             .map(|t| t.with_timezone(&Utc)),
     }
+}
+
+/// Builds the datetime from the fixed positions `looks_like_date` validated (faster than a
+/// format-string parser; dates are parsed for every recorded task).
+fn naive_from_parts(main: &str) -> Option<NaiveDateTime> {
+    let num = |r: std::ops::Range<usize>| main.get(r)?.parse::<u32>().ok();
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let micros = match main.get(20..) {
+        Some(frac) if !frac.is_empty() => {
+            let digits: u32 = frac.parse().ok()?;
+            digits * 10u32.pow(6 - frac.len() as u32)
+        }
+        _ => 0,
+    };
+    date.and_hms_micro_opt(num(11..13)?, num(14..16)?, num(17..19)?, micros)
 }
 
 enum Tz {

@@ -52,6 +52,22 @@ impl Session {
         format!("{}_{}_{}", self.id, self.pid, n)
     }
 
+    /// The encoded bytes of a fresh header for `msg_type`, written directly (no JSON tree):
+    /// the controller makes one for every reply it originates.
+    pub fn header_bytes(&self, msg_type: &str) -> Vec<u8> {
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        format!(
+            "{{\"msg_id\":{},\"msg_type\":{},\"username\":{},\"session\":{},\"date\":\"{}\",\"version\":\"{}\"}}",
+            q(&self.next_msg_id()),
+            q(msg_type),
+            q(&self.username),
+            q(&self.id),
+            dates::now_iso(),
+            PROTOCOL_VERSION
+        )
+        .into_bytes()
+    }
+
     /// A fresh header object for `msg_type`.
     pub fn header(&self, msg_type: &str) -> Map<String, Value> {
         let v = json!({
@@ -79,7 +95,7 @@ impl Session {
         content: &Value,
         buffers: Vec<Frame>,
     ) -> Message {
-        let header = Bytes::from(encode(&Value::Object(self.header(msg_type))));
+        let header = Bytes::from(self.header_bytes(msg_type));
         let parent = parent.cloned().unwrap_or_else(|| Bytes::from_static(b"{}"));
         let mut m = Message {
             idents,
@@ -144,5 +160,9 @@ mod tests {
         assert_eq!(ha.msg_type, "x_request");
         assert_eq!(b.parent_id().unwrap().msg_id.unwrap(), ha.msg_id);
         assert!(ha.msg_id.starts_with(&s.id));
+        let h: Value = serde_json::from_slice(&a.header).unwrap();
+        assert_eq!(h["session"], s.id.as_str());
+        assert_eq!(h["version"], PROTOCOL_VERSION);
+        assert!(crate::dates::parse(h["date"].as_str().unwrap()).is_some());
     }
 }
