@@ -406,14 +406,14 @@ mod tests {
     }
 
     #[test]
-    fn to_json_puts_msg_id_first_and_skips_buffers() {
+    fn to_json_includes_msg_id_and_skips_buffers() {
         let mut r = TaskRecord::empty("m1");
         r.buffers = vec![Bytes::from_static(b"x")];
         r.submitted = Some("2026-11-24T22:42:56.924289Z".parse().unwrap());
         r.header = Some(json!({"a": 1}).as_object().unwrap().clone());
         let all = r.to_json(None);
         assert_eq!(all.len(), 21);
-        assert_eq!(all.keys().next().unwrap(), "msg_id");
+        assert_eq!(all["msg_id"], json!("m1"));
         assert!(!all.contains_key("buffers") && !all.contains_key("result_buffers"));
         assert_eq!(all["submitted"], json!("2026-11-24T22:42:56.924289Z"));
         assert_eq!(all["completed"], Value::Null);

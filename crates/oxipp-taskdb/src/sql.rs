@@ -237,7 +237,8 @@ mod tests {
         assert!(x.exact && x.params.is_empty());
 
         let x = r(json!({"msg_id": {"$in": ["a", "b"]}, "engine_uuid": "e"}));
-        assert_eq!(x.where_sql, "\"msg_id\" IN (?, ?) AND \"engine_uuid\" = ?");
+        // clauses follow the query object's key order (serde_json maps are sorted)
+        assert_eq!(x.where_sql, "\"engine_uuid\" = ? AND \"msg_id\" IN (?, ?)");
         assert_eq!(x.params.len(), 3);
 
         let x = r(json!({"submitted": {"$gt": "2026-01-01T01:00:00+01:00"}}));
