@@ -474,12 +474,13 @@ fn event_loop(
     socks: &HashMap<Sock, zmq::Socket>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let order: Vec<Sock> = socks
-        .keys()
-        .copied()
-        .filter(|s| !matches!(s, Sock::IopubOut | Sock::Notification | Sock::HbPing))
+    let order: Vec<(Sock, &zmq::Socket)> = socks
+        .iter()
+        .filter(|(s, _)| !matches!(s, Sock::IopubOut | Sock::Notification | Sock::HbPing))
+        .map(|(s, z)| (*s, z))
         .collect();
     let mut deferred: VecDeque<Deferred> = VecDeque::new();
+    let mut idle = false;
     loop {
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received; shutting down");
@@ -489,41 +490,38 @@ fn event_loop(
         if core.exit_at().is_some_and(|t| now >= t) {
             return Ok(());
         }
-        let mut wait = core.next_deadline().saturating_duration_since(now);
-        if !deferred.is_empty() {
-            wait = wait.min(Duration::from_millis(5));
+        // Only block in poll when the previous pass found nothing: under load, draining the
+        // sockets back to back avoids a poll system call per message.
+        if idle {
+            let mut wait = core.next_deadline().saturating_duration_since(now);
+            if !deferred.is_empty() {
+                wait = wait.min(Duration::from_millis(5));
+            }
+            let timeout = wait.min(Duration::from_millis(100)).as_millis() as i64;
+            let mut items: Vec<zmq::PollItem> = order
+                .iter()
+                .map(|(_, z)| z.as_poll_item(zmq::POLLIN))
+                .collect();
+            match zmq::poll(&mut items, timeout) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let timeout = wait.min(Duration::from_millis(100)).as_millis() as i64;
-        let mut items: Vec<zmq::PollItem> = order
-            .iter()
-            .map(|s| socks[s].as_poll_item(zmq::POLLIN))
-            .collect();
-        match zmq::poll(&mut items, timeout) {
-            Ok(_) | Err(zmq::Error::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let ready: Vec<Sock> = order
-            .iter()
-            .zip(items.iter())
-            .filter(|(_, it)| it.is_readable())
-            .map(|(s, _)| *s)
-            .collect();
-        drop(items);
-        for sock in ready {
-            let s = &socks[&sock];
+        let mut received = 0usize;
+        for (sock, s) in &order {
             for _ in 0..BATCH {
                 match sockets::recv_frames(s, true) {
                     Ok(frames) => {
+                        received += 1;
                         let now = Instant::now();
                         let mut out = ZmqOutbox {
                             sockets: socks,
                             deferred: &mut deferred,
                             now,
                         };
-                        core.handle(sock, frames, now, &mut out);
+                        core.handle(*sock, frames, now, &mut out);
                     }
-                    Err(zmq::Error::EAGAIN) => break,
-                    Err(zmq::Error::EINTR) => break,
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => break,
                     Err(e) => {
                         tracing::error!("receive on {sock:?} failed: {e}");
                         break;
@@ -531,14 +529,19 @@ fn event_loop(
                 }
             }
         }
+        idle = received == 0;
         let now = Instant::now();
-        let mut out = ZmqOutbox {
-            sockets: socks,
-            deferred: &mut deferred,
-            now,
-        };
-        core.tick(now, &mut out);
-        retry_deferred(socks, &mut deferred, now);
+        if now >= core.next_deadline() || idle {
+            let mut out = ZmqOutbox {
+                sockets: socks,
+                deferred: &mut deferred,
+                now,
+            };
+            core.tick(now, &mut out);
+        }
+        if !deferred.is_empty() {
+            retry_deferred(socks, &mut deferred, now);
+        }
     }
 }
 
