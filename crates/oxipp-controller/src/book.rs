@@ -55,7 +55,7 @@ impl OrderedSet {
 }
 
 /// Completed ids kept per engine for verbose `queue_status`.
-pub const COMPLETED_CAP: usize = 10_000;
+pub const COMPLETED_CAP: usize = 1_000;
 /// Recently completed ids remembered for `result_request` status when the DB stores nothing.
 pub const RECENT_CAP: usize = 100_000;
 

@@ -42,6 +42,10 @@ pub struct Config {
     pub ports: Vec<u16>,
     pub scheme: String,
     pub hwm: u32,
+    /// Finished task ids the scheduler remembers for later `after`/`follow` dependencies.
+    /// Stock remembers all of them forever (memory grows with every task); a dependency on
+    /// an id older than this fails with `InvalidDependency`.
+    pub remembered_tasks: usize,
     pub db: DbKind,
     pub dict_record_limit: usize,
     pub dict_size_limit: usize,
@@ -93,6 +97,7 @@ impl Default for Config {
             ports: Vec::new(),
             scheme: "leastload".into(),
             hwm: 1,
+            remembered_tasks: 100_000,
             db: DbKind::Memory,
             dict_record_limit: 1024,
             dict_size_limit: 1 << 30,
@@ -311,6 +316,7 @@ impl Config {
             ("IPController", "regport" | "port") => self.ports.insert(0, int()? as u16),
             ("TaskScheduler", "scheme_name") => self.scheme = s(),
             ("TaskScheduler", "hwm") => self.hwm = int()?.max(0) as u32,
+            ("TaskScheduler", "remembered_tasks") => self.remembered_tasks = int()?.max(1) as usize,
             ("IPController", "db_class") => {
                 let c = s().to_ascii_lowercase();
                 self.db = if c.contains("sqlite") {

@@ -86,7 +86,10 @@ impl Controller {
         } else {
             let scheme = Scheme::parse(&cfg.scheme)
                 .ok_or_else(|| format!("unknown task scheduler scheme {:?}", cfg.scheme))?;
-            Some(TaskScheduler::new(scheme, cfg.hwm, rand::random()))
+            Some(
+                TaskScheduler::new(scheme, cfg.hwm, rand::random())
+                    .with_done_capacity(cfg.remembered_tasks),
+            )
         };
         let heart = HeartMonitor::new(
             Duration::from_millis(cfg.hb_period_ms),
