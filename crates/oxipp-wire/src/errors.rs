@@ -21,8 +21,11 @@ pub fn error_content(ename: &str, evalue: &str) -> Value {
     })
 }
 
-/// Python's `repr()` of a str, which is what `str(KeyError(msg))` shows: stock evalues for
-/// KeyErrors look like `"uuid 'x' in use"` with the quotes included.
+/// Python's `repr()` of a `str`, used wherever stock messages embed `{x!r}` (and what
+/// `str(KeyError(msg))` shows: stock evalues for KeyErrors carry the quotes).
+///
+/// Single quotes unless the text contains a single quote and no double
+/// quote; `\\`, `\n`, `\r`, `\t` and non-printable characters escaped.
 pub fn py_repr(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
@@ -41,8 +44,15 @@ pub fn py_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
+            c if !py_printable(c) => {
+                let n = u32::from(c);
+                if n < 0x100 {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else if n < 0x10000 {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
             }
             c => out.push(c),
         }
@@ -51,7 +61,22 @@ pub fn py_repr(s: &str) -> String {
     out
 }
 
-/// Python's repr of a list of strings, e.g. `['a', 'b']`.
+/// Approximation of `str.isprintable()`: control, separator (other than
+/// ASCII space) and format characters are escaped by `repr()`.
+fn py_printable(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    !matches!(u32::from(c),
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
+        | 0xD800..=0xDFFF | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF)
+}
+
+/// Python's `repr()` of a list of strings, e.g. `['a', 'b']`.
 pub fn py_repr_list<S: AsRef<str>>(items: &[S]) -> String {
     let inner: Vec<String> = items.iter().map(|s| py_repr(s.as_ref())).collect();
     format!("[{}]", inner.join(", "))
