@@ -23,15 +23,7 @@ impl Controller {
             .and_then(Value::as_str)
             .map(str::to_string)
         else {
-            let c = error_content("KeyError", "'uuid'");
-            self.reply_query(
-                &inb.msg.idents,
-                mt::REGISTRATION_REPLY,
-                None,
-                c,
-                vec![],
-                out,
-            );
+            self.refuse_registration(inb, error_content("KeyError", "'uuid'"), out);
             return;
         };
         let requested = content.get("id").and_then(Value::as_u64).map(|v| v as u32);
@@ -70,14 +62,7 @@ impl Controller {
                     "KeyError",
                     &py_repr(&format!("uuid {} in use", py_repr(&u))),
                 );
-                self.reply_query(
-                    &inb.msg.idents,
-                    mt::REGISTRATION_REPLY,
-                    None,
-                    c,
-                    vec![],
-                    out,
-                );
+                self.refuse_registration(inb, c, out);
             }
             Err(RegisterError::Flooded(n)) => {
                 let count = self.stats.bump("registration_flood");
@@ -90,16 +75,21 @@ impl Controller {
                     "RuntimeError",
                     &format!("too many engines registering at once ({n} waiting for a heartbeat); retry later"),
                 );
-                self.reply_query(
-                    &inb.msg.idents,
-                    mt::REGISTRATION_REPLY,
-                    None,
-                    c,
-                    vec![],
-                    out,
-                );
+                self.refuse_registration(inb, c, out);
             }
         }
+    }
+
+    /// A `registration_reply` carrying an error (stock sends it without a parent header).
+    fn refuse_registration(&mut self, inb: &Inbound, content: Value, out: &mut dyn Outbox) {
+        self.reply_query(
+            &inb.msg.idents,
+            mt::REGISTRATION_REPLY,
+            None,
+            content,
+            vec![],
+            out,
+        );
     }
 
     /// `unregistration_request {"id": eid}` from an engine or its nanny; no reply.
