@@ -10,7 +10,11 @@ baseline (skipped for lack of mpiexec/slurm/docker/mongodb, xfail, flaky with st
 only counted. The last line reads ``N passed, N failed`` over the baseline tests.
 
 With several XML files (e.g. repeated runs) a test counts as passed only if it passed in every
-one. ``--write-baseline`` does the same over stock runs to produce the baseline: tests that did
+one. ``--write-failed FILE`` writes the baseline tests that did not pass, one node id per line,
+for ``run_stock_suite.sh --nodeids FILE``; ``--rerun XML`` then reads that rerun: a test that
+failed in the runs but passed in the rerun counts as passed and is reported as FLAKY, so a
+timing-sensitive test on a loaded machine does not fail CI while a real regression (failing
+twice) still does. ``--write-baseline`` does the same over stock runs to produce the baseline: tests that did
 not pass in all of them are left out and printed as flaky candidates.
 """
 
@@ -127,6 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="write the tests that passed in every given run to FILE",
     )
+    parser.add_argument(
+        "--write-failed",
+        type=Path,
+        metavar="FILE",
+        help="write the baseline tests that did not pass to FILE (node ids, one per line)",
+    )
+    parser.add_argument(
+        "--rerun",
+        type=Path,
+        metavar="XML",
+        help="junit XML of a rerun of the failed tests: passing there makes them flaky, not failed",
+    )
     args = parser.parse_args(argv)
 
     loaded = [read_run(p) for p in args.junit]
@@ -145,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     not_passed = [
         (nid, merged.get(nid, "missing")) for nid in baseline if merged.get(nid) != PASSED
     ]
+    if args.rerun:
+        rerun, _ = read_run(args.rerun)
+        flaky = [(nid, o) for nid, o in not_passed if rerun.get(nid) == PASSED]
+        for nid, outcome in flaky:
+            print(f"compare: FLAKY ({outcome}, passed on rerun): {nid}")
+        not_passed = [(nid, o) for nid, o in not_passed if rerun.get(nid) != PASSED]
+    if args.write_failed:
+        args.write_failed.write_text("".join(f"{nid}\n" for nid, _ in not_passed))
     extra = sorted(nid for nid, o in merged.items() if o == PASSED and nid not in set(baseline))
     for nid, outcome in not_passed:
         print(f"compare: NOT PASSED ({outcome}): {nid}")

@@ -10,6 +10,8 @@
 #   --engine CMD        also replace the engine command (IPP_ALT_ENGINE)
 #   --repeat N          run the suite N times in a row (default 1)
 #   --modules "A B"     only these test modules (e.g. "test_client test_apps"), default: all
+#   --nodeids FILE      only these tests: node ids as compare.py --write-failed writes them
+#                       (ipyparallel/tests/test_x.py::Class::test[param]), one per line
 #   --out DIR           where run-<i>/junit.xml and run-<i>/pytest.log go
 #                       (default: target/compat/<label>-<timestamp>)
 #   --timeout S         pytest-timeout per test, thread method (default 120)
@@ -31,6 +33,7 @@ alt_controller=""
 alt_engine=""
 repeat=1
 modules=""
+nodeids=""
 out=""
 timeout=120
 xdist=1
@@ -49,6 +52,8 @@ while (($#)); do
         --repeat=*) repeat="${1#*=}" ;;
         --modules) (($# >= 2)) || die "--modules needs a list"; modules="$2"; shift ;;
         --modules=*) modules="${1#*=}" ;;
+        --nodeids) (($# >= 2)) || die "--nodeids needs a file"; nodeids="$2"; shift ;;
+        --nodeids=*) nodeids="${1#*=}" ;;
         --out) (($# >= 2)) || die "--out needs a directory"; out="$2"; shift ;;
         --out=*) out="${1#*=}" ;;
         --timeout) (($# >= 2)) || die "--timeout needs seconds"; timeout="$2"; shift ;;
@@ -97,7 +102,16 @@ fi
 site="$("$py" -c 'import ipyparallel, os; print(os.path.dirname(os.path.dirname(ipyparallel.__file__)))')"
 
 targets=()
-if [[ -n "$modules" ]]; then
+target_opts=(--pyargs)
+if [[ -n "$nodeids" ]]; then
+    [[ -r "$nodeids" ]] || die "cannot read --nodeids file $nodeids"
+    # node ids are relative to site-packages (the rootdir): absolute paths select exactly them
+    while IFS= read -r nid; do
+        [[ -n "$nid" ]] && targets+=("$site/$nid")
+    done <"$nodeids"
+    ((${#targets[@]})) || die "--nodeids file $nodeids lists no tests"
+    target_opts=()
+elif [[ -n "$modules" ]]; then
     for m in $modules; do
         m="${m%.py}"
         targets+=("ipyparallel.tests.${m#ipyparallel.tests.}")
@@ -157,7 +171,7 @@ for ((i = 1; i <= repeat; i++)); do
         cd "$work"
         export IPYTHONDIR="$work/ipython"
         export OXIPP_COMPAT_RUN="$run_id"
-        exec "$py" -m pytest --pyargs "${targets[@]}" \
+        exec "$py" -m pytest "${target_opts[@]}" "${targets[@]}" \
             -o asyncio_mode=auto -p ipp_alt_controller -p no:cacheprovider \
             -c "$work/pytest.ini" --rootdir "$site" \
             --timeout "$timeout" --timeout-method thread \
