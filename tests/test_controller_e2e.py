@@ -221,6 +221,29 @@ def test_killed_engine_fails_its_lb_task_quickly(cluster):
         assert time.monotonic() - t0 < 3.0, "the task must fail soon after the engine dies"
 
 
+def test_killed_engine_without_nanny_is_unregistered_within_a_second(cluster, oxipp_bin):
+    """No nanny to report the death and the default 3 s ping (33 s of missed beats): only the
+    controller's probe on the heart connection dropping can notice this quickly."""
+    cluster.start_controller("--ping=3000")
+    for _ in range(2):
+        cluster.start_engine("--IPEngine.enable_nanny=False")
+    with cluster.client() as rc:
+        rc.wait_for_engines(2, timeout=30)
+        pids = dict(zip(rc.ids, rc[:].apply_sync(os.getpid)))
+        victim, survivor = sorted(pids)
+        ar = rc[victim].apply_async(time.sleep, 30)
+        wait_for(lambda: rc.queue_status(verbose=True)[victim]["queue"], 10, "the task to start")
+        t0 = time.monotonic()
+        os.kill(pids[victim], signal.SIGKILL)
+        with pytest.raises(ipp.error.RemoteError) as exc:
+            ar.get(timeout=10)
+        elapsed = time.monotonic() - t0
+        assert exc.value.ename == "EngineError"
+        assert elapsed < 2.0, f"the engine's death took {elapsed:.1f} s to notice"
+        assert rc.ids == [survivor], "the living engine must stay registered"
+        assert rc[survivor].apply_sync(seven) == 7
+
+
 def test_unknown_engine_gets_an_error_not_a_hang(cluster):
     cluster.start_controller()
     cluster.start_engine()

@@ -4,6 +4,14 @@
 //! "fast" pings while registrations are waiting, because a registration completes on the
 //! engine's first pong and waiting a whole period (3 s by default) is what makes stock engines
 //! slow to appear.
+//!
+//! A third kind, the probe, makes dead engines known within a second instead of after
+//! `max_misses` periods: when a heart's TCP connection to the pong socket drops (the shell sees
+//! it on a socket monitor: a killed process's kernel closes its sockets at once), we cannot tell
+//! whose it was (libzmq's ROUTER_NOTIFY is a draft API the vendored build lacks), so we ask
+//! everyone: fast pings for `PROBE_WINDOW`, and any registered heart that answers none of them
+//! is stopped. A live engine answers within milliseconds (its heart never waits on Python), and
+//! one that merely reconnected answers after libzmq's 100 ms reconnect interval.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -21,6 +29,14 @@ pub struct HeartMonitor {
     hearts: HashMap<String, u32>,
     responders: HashSet<String>,
     counter: u64,
+    probe: Option<Probe>,
+}
+
+/// A probe in progress: the pings sent since it began, and who answered one of them.
+struct Probe {
+    ends: Instant,
+    pings: Vec<Vec<u8>>,
+    answered: HashSet<String>,
 }
 
 /// What a beat decided.
@@ -35,6 +51,9 @@ pub struct Beat {
 /// Fast pings while registrations wait: this often, a few of them remembered.
 const FAST_INTERVAL: Duration = Duration::from_millis(50);
 const FAST_REMEMBERED: usize = 8;
+/// How long a probe waits for answers: long enough for a reconnect and a loaded machine's
+/// scheduling delays, short enough that a dead engine is known within a second.
+pub const PROBE_WINDOW: Duration = Duration::from_millis(600);
 
 impl HeartMonitor {
     pub fn new(period: Duration, max_misses: u32, now: Instant) -> Self {
@@ -50,6 +69,7 @@ impl HeartMonitor {
             hearts: HashMap::new(),
             responders: HashSet::new(),
             counter: 0,
+            probe: None,
         }
     }
 
@@ -82,8 +102,48 @@ impl HeartMonitor {
                 *m = 0;
             }
             self.responders.insert(uuid.to_string());
+            if let Some(probe) = self.probe.as_mut() {
+                if probe.pings.iter().any(|p| p.as_slice() == payload) {
+                    probe.answered.insert(uuid.to_string());
+                }
+            }
         }
         recent
+    }
+
+    /// Some heart connection dropped: (re)start a probe. A probe already running starts over,
+    /// so an engine that died during it is judged on pings sent after its death.
+    pub fn probe(&mut self, now: Instant) {
+        self.probe = Some(Probe {
+            ends: now + PROBE_WINDOW,
+            pings: Vec::new(),
+            answered: HashSet::new(),
+        });
+        self.next_fast = Some(now);
+    }
+
+    /// When a finished probe is due: the registered hearts that answered none of its pings.
+    /// They are forgotten here, like hearts stopped by missed beats.
+    pub fn probe_result(&mut self, now: Instant) -> Option<Vec<String>> {
+        match &self.probe {
+            Some(p) if now >= p.ends => {}
+            _ => return None,
+        }
+        let probe = self.probe.take()?;
+        if probe.pings.is_empty() {
+            return Some(Vec::new());
+        }
+        let stopped: Vec<String> = self
+            .hearts
+            .keys()
+            .filter(|u| !probe.answered.contains(*u))
+            .cloned()
+            .collect();
+        for u in &stopped {
+            self.hearts.remove(u);
+            self.responders.remove(u);
+        }
+        Some(stopped)
     }
 
     /// Asks for fast pings (some registration is waiting for its first pong).
@@ -95,23 +155,34 @@ impl HeartMonitor {
 
     /// Time of the next thing to do.
     pub fn next_deadline(&self) -> Instant {
-        match self.next_fast {
-            Some(f) => f.min(self.next_beat),
-            None => self.next_beat,
+        let mut d = self.next_beat;
+        if let Some(f) = self.next_fast {
+            d = d.min(f);
         }
+        if let Some(p) = &self.probe {
+            d = d.min(p.ends);
+        }
+        d
     }
 
-    /// A fast ping to publish now, if one is due. `still_wanted` = registrations still waiting.
+    /// A fast ping to publish now, if one is due. `still_wanted` = registrations still waiting
+    /// (a running probe wants them too).
     pub fn fast_ping(&mut self, now: Instant, still_wanted: bool) -> Option<Vec<u8>> {
         let due = self.next_fast?;
         if now < due {
             return None;
         }
-        if !still_wanted {
+        let probing = self.probe.as_ref().is_some_and(|p| now < p.ends);
+        if !still_wanted && !probing {
             self.next_fast = None;
             return None;
         }
         let p = self.payload(now);
+        if probing {
+            if let Some(probe) = self.probe.as_mut() {
+                probe.pings.push(p.clone());
+            }
+        }
         self.fast.push_back(p.clone());
         while self.fast.len() > FAST_REMEMBERED {
             self.fast.pop_front();
@@ -182,6 +253,67 @@ mod tests {
         let b1 = hm.beat(t0 + p).unwrap();
         let _b2 = hm.beat(t0 + 2 * p).unwrap();
         assert!(hm.pong("a", &b1.ping));
+    }
+
+    #[test]
+    fn probe_stops_exactly_the_hearts_that_answer_none_of_its_pings() {
+        let t0 = Instant::now();
+        let mut hm = HeartMonitor::new(Duration::from_secs(3), 10, t0);
+        for u in ["alive", "late", "dead"] {
+            hm.add(u);
+        }
+        // a pong to a ping from before the probe proves nothing about after the drop
+        let old = hm.beat(t0 + Duration::from_secs(3)).unwrap().ping;
+        let t1 = t0 + Duration::from_secs(3);
+        hm.probe(t1);
+        assert!(hm.next_deadline() <= t1);
+        let p1 = hm.fast_ping(t1, false).expect("a probe pings at once");
+        assert!(hm.pong("dead", &old));
+        assert!(hm.pong("alive", &p1));
+        assert!(
+            hm.probe_result(t1 + FAST_INTERVAL).is_none(),
+            "window still open"
+        );
+        let t2 = t1 + 2 * FAST_INTERVAL;
+        let p2 = hm
+            .fast_ping(t2, false)
+            .expect("pings go on during the window");
+        assert!(
+            hm.pong("late", &p2),
+            "a reconnecting heart answers a later probe ping"
+        );
+        let stopped = hm.probe_result(t1 + PROBE_WINDOW).expect("window over");
+        assert_eq!(stopped, vec!["dead".to_string()]);
+        assert!(
+            hm.probe_result(t1 + PROBE_WINDOW).is_none(),
+            "reported once"
+        );
+        assert!(
+            hm.fast_ping(t1 + PROBE_WINDOW, false).is_none(),
+            "fast pings end with it"
+        );
+        // the stopped heart is forgotten: no second report from missed beats
+        let beat = hm.beat(t0 + Duration::from_secs(60)).unwrap();
+        assert!(!beat.stopped.contains(&"dead".to_string()));
+    }
+
+    #[test]
+    fn a_new_drop_restarts_the_probe() {
+        let t0 = Instant::now();
+        let mut hm = HeartMonitor::new(Duration::from_secs(3), 10, t0);
+        hm.add("a");
+        hm.probe(t0);
+        let p1 = hm.fast_ping(t0, false).unwrap();
+        assert!(hm.pong("a", &p1));
+        let t1 = t0 + Duration::from_millis(300);
+        hm.probe(t1);
+        assert!(hm.probe_result(t0 + PROBE_WINDOW).is_none(), "restarted");
+        // "a" died at t1: it answered only the first probe's ping
+        hm.fast_ping(t1, false).unwrap();
+        assert_eq!(
+            hm.probe_result(t1 + PROBE_WINDOW).unwrap(),
+            vec!["a".to_string()]
+        );
     }
 
     #[test]

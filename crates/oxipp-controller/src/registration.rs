@@ -182,6 +182,32 @@ impl Controller {
                 }
             }
         }
+        if let Some(stopped) = self.heart.probe_result(now) {
+            for uuid in stopped {
+                if let Some(id) = self.registry.id_of(&uuid) {
+                    tracing::warn!(
+                        "engine {id} ({uuid}): its heart connection dropped and it answered no \
+                         ping for {} ms; unregistering it",
+                        crate::heartbeat::PROBE_WINDOW.as_millis()
+                    );
+                    self.stats.bump("heart_probe_stopped");
+                    self.unregister_engine(id, "heart connection lost", now, out);
+                }
+            }
+        }
+    }
+
+    /// The shell saw a heart's connection drop (socket monitor event on the pong socket).
+    pub(crate) fn on_heart_disconnect(&mut self, frames: Vec<Frame>, now: Instant) {
+        // monitor events: [u16 event | u32 value (little endian)], [endpoint]
+        let is_disconnect = frames.first().is_some_and(|f| {
+            f.len() >= 2
+                && u16::from_le_bytes([f[0], f[1]]) == zmq::SocketEvent::DISCONNECTED as u16
+        });
+        if is_disconnect {
+            self.stats.bump("heart_disconnects");
+            self.heart.probe(now);
+        }
     }
 
     /// Removes an engine everywhere, tells clients, and arranges for its unfinished work to

@@ -101,6 +101,30 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Subscribes to the pong socket's disconnect events: a PAIR socket (`Sock::HbMonitor`) gets
+/// one message whenever a heart's connection drops, which starts a probe (heartbeat.rs) so a
+/// killed engine is unregistered within a second.
+fn watch_heart_connections(
+    ctx: &zmq::Context,
+    sockets: &mut HashMap<Sock, zmq::Socket>,
+) -> anyhow::Result<()> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let Some(pong) = sockets.get(&Sock::HbPong) else {
+        return Ok(());
+    };
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let endpoint = format!("inproc://oxipp-hb-pong-monitor-{}-{n}", std::process::id());
+    pong.monitor(&endpoint, zmq::SocketEvent::DISCONNECTED as i32)
+        .context("monitoring the heartbeat socket")?;
+    let events = ctx.socket(SocketType::PAIR)?;
+    events.set_linger(0)?;
+    events
+        .connect(&endpoint)
+        .context("connecting to the heartbeat socket monitor")?;
+    sockets.insert(Sock::HbMonitor, events);
+    Ok(())
+}
+
 fn bind_all(
     ctx: &zmq::Context,
     cfg: &Config,
@@ -285,6 +309,7 @@ fn bind_all(
                 .context("binding registration on the engine interface")?;
         }
     }
+    watch_heart_connections(ctx, &mut sockets)?;
     let location = cfg.location.clone().unwrap_or_else(hostname);
     let client = ClientInfo {
         ssh: cfg.ssh_server.clone(),

@@ -286,12 +286,26 @@ fn task_submitted_before_any_engine_runs_once_one_registers() {
         apply_buffers(),
     );
     client.send(&client.task, &req);
-    let qs = content(&client.query(mt::QUEUE_REQUEST, json!({"targets": null, "verbose": true})));
-    assert_eq!(
-        qs["unassigned"],
-        json!([msg_id(&req)]),
-        "waiting for an engine: {qs}"
-    );
+    // the task and query sockets are separate connections: the controller may read the query
+    // first, so ask until the task shows up (or the deadline says it never will)
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let qs =
+            content(&client.query(mt::QUEUE_REQUEST, json!({"targets": null, "verbose": true})));
+        if qs["unassigned"] == json!([msg_id(&req)]) {
+            break;
+        }
+        assert_eq!(
+            qs["unassigned"],
+            json!([]),
+            "only our task can be waiting: {qs}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task never queued: {qs}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let engines = start_engines(&ctl, &client, 1, true);
     let r = client.reply_to(&client.task, &msg_id(&req), DEADLINE);
     assert_eq!(r.idents, vec![fr(engines[0].uuid.as_bytes())]);
