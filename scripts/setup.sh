@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up this clone for development and CI, from nothing installed by hand:
-#   1. system packages (none needed yet: libzmq is built from source by the zmq crate with the
-#      machine's gcc; python3.11 and cargo come with the machine)
+#   1. system packages: Open MPI (openmpi-bin, libopenmpi-dev: `mpiexec -n 4 python -m
+#      oxipp.engine --mpi` and mpi4py's build) from Debian's apt when mpiexec is missing; libzmq
+#      is built from source by the zmq crate with the machine's gcc; python3.11 and cargo come
+#      with the machine
 #   2. the venv .venv (reused if present) with maturin, ruff, ipyparallel[test]==9.2.0 (the stock
 #      suite and the reference implementation), numpy, pytest-timeout, pytest-xdist, pinned by
 #      scripts/constraints.txt so the stock baseline stays valid
@@ -40,7 +42,15 @@ command -v cargo >/dev/null || missing+=("cargo (rustup)")
 command -v cc >/dev/null || missing+=("a C compiler (apt-get install build-essential)")
 command -v "$python" >/dev/null || missing+=("$python")
 ((${#missing[@]} == 0)) || die "missing: ${missing[*]}"
-echo "setup: nothing to install ($(cargo --version), $("$python" --version))"
+if ! command -v mpiexec >/dev/null || ! command -v mpicc >/dev/null; then
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    echo "setup: installing Open MPI from apt (openmpi-bin libopenmpi-dev)"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq openmpi-bin libopenmpi-dev \
+        >/dev/null
+fi
+echo "setup: $(cargo --version), $("$python" --version), $(mpiexec --version 2>&1 | head -n 1)"
 
 step "venv $venv"
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -56,7 +66,7 @@ step "Python packages"
 # pip leaves satisfied requirements alone (no index look-ups for them) so this is quick when warm
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c scripts/constraints.txt \
-    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist
+    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist mpi4py matplotlib
 
 step "cargo build --release --bin oxipp"
 # Selecting oxipp-py too (only the `oxipp` binary is built) makes cargo resolve features for

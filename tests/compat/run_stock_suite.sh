@@ -136,6 +136,10 @@ fi
 # of our own (-c), so no ini file of the repo or elsewhere is picked up: it holds the only
 # setting of the sdist's pyproject.toml the suite needs.
 export IPP_DISABLE_JS=1 JUPYTER_PLATFORM_DIRS=1
+# test_mpi runs clusters under mpiexec (Open MPI, installed by scripts/setup.sh): let it run as
+# root (CI) and put more ranks than the 2 cores on this machine
+export OMPI_MCA_rmaps_base_oversubscribe=true
+if ((EUID == 0)); then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 
 # Some tests SIGKILL a stock controller, whose scheduler child processes then live on as
