@@ -110,7 +110,12 @@ mod tests {
 
     #[test]
     fn missing_keys_are_errors_not_panics() {
-        for bad in ["", "[]", "{}", r#"{"interface": "tcp://127.0.0.1", "broadcast": []}"#] {
+        for bad in [
+            "",
+            "[]",
+            "{}",
+            r#"{"interface": "tcp://127.0.0.1", "broadcast": []}"#,
+        ] {
             assert!(Endpoints::parse(bad).is_err(), "{bad}");
         }
     }

@@ -35,7 +35,9 @@ pub fn run(rt: &Runtime, ex: &mut dyn Executor) {
                 let _ = rt.reply(&req, r#"{"status": "ok"}"#, vec![], "ok", true);
             }
             Kind::Shell => {
-                let Some(o) = ex.handle(rt, &req) else { continue };
+                let Some(o) = ex.handle(rt, &req) else {
+                    continue;
+                };
                 let text = serde_json::to_string(&o.content).unwrap_or_else(|_| "{}".into());
                 if let Err(e) = rt.reply(&req, &text, o.buffers, &o.status, o.dependencies_met) {
                     tracing::error!("reply to {} failed: {e}", req.msg_id);

@@ -25,13 +25,23 @@ pub fn run(
     on_flatline: impl FnOnce(),
 ) {
     let sockets = (|| -> zmq::Result<_> {
-        let ping = new_socket(&ctx, SocketType::SUB, &SocketSpec { identity: None, subscribe_all: true })?;
+        let ping = new_socket(
+            &ctx,
+            SocketType::SUB,
+            &SocketSpec {
+                identity: None,
+                subscribe_all: true,
+            },
+        )?;
         ping.set_linger(0)?;
         ping.connect(&ep.hb_ping)?;
         let pong = new_socket(
             &ctx,
             SocketType::DEALER,
-            &SocketSpec { identity: Some(uuid.as_bytes()), subscribe_all: false },
+            &SocketSpec {
+                identity: Some(uuid.as_bytes()),
+                subscribe_all: false,
+            },
         )?;
         pong.set_linger(0)?;
         pong.connect(&ep.hb_pong)?;
@@ -51,17 +61,14 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         // short polls so that `stop` is noticed quickly
         match ping.poll(zmq::POLLIN, 100) {
-            Ok(n) if n > 0 => loop {
-                match recv_frames(&ping, true) {
-                    Ok(frames) => {
-                        seen = true;
-                        if let Err(e) = send_frames(&pong, frames) {
-                            tracing::warn!("heartbeat echo failed: {e}");
-                        }
+            Ok(n) if n > 0 => {
+                while let Ok(frames) = recv_frames(&ping, true) {
+                    seen = true;
+                    if let Err(e) = send_frames(&pong, frames) {
+                        tracing::warn!("heartbeat echo failed: {e}");
                     }
-                    Err(_) => break,
                 }
-            },
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!("heartbeat poll failed: {e}");

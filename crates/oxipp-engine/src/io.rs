@@ -46,7 +46,11 @@ struct Io {
 }
 
 pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
-    let mut io = Io { shared, s, aborted: HashSet::new() };
+    let mut io = Io {
+        shared,
+        s,
+        aborted: HashSet::new(),
+    };
     let mut last_flush = Instant::now();
     loop {
         let stopping = io.shared.stop.load(Ordering::SeqCst);
@@ -56,9 +60,17 @@ pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
                 io.s.control.as_poll_item(zmq::POLLIN),
                 io.s.wake.as_poll_item(zmq::POLLIN),
             ];
-            let timeout = if stopping { 0 } else { STREAM_FLUSH.as_millis() as i64 };
+            let timeout = if stopping {
+                0
+            } else {
+                STREAM_FLUSH.as_millis() as i64
+            };
             match zmq::poll(&mut items, timeout) {
-                Ok(_) => [items[0].is_readable(), items[1].is_readable(), items[2].is_readable()],
+                Ok(_) => [
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                ],
                 Err(e) => {
                     tracing::warn!("IO poll failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));
@@ -123,7 +135,12 @@ impl Io {
     }
 
     fn flush_streams(&self) {
-        let msgs = self.shared.streams.lock().unwrap_or_else(|e| e.into_inner()).drain(&self.shared.me);
+        let msgs = self
+            .shared
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(&self.shared.me);
         for m in msgs {
             self.publish(m);
         }
@@ -168,7 +185,12 @@ impl Io {
                 return None;
             }
         };
-        let verdict = self.shared.me.session.signer().verify(&m.signature, m.signed_parts());
+        let verdict = self
+            .shared
+            .me
+            .session
+            .signer()
+            .verify(&m.signature, m.signed_parts());
         if verdict != Verdict::Valid {
             tracing::warn!("dropping message with {verdict:?} signature on {ch:?}");
             return None;
@@ -205,7 +227,11 @@ impl Io {
                 let ids: Vec<String> = content
                     .get("msg_ids")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if ids.is_empty() {
                     self.command(Cmd::AbortQueued);
@@ -220,7 +246,10 @@ impl Io {
                         }
                     }
                 }
-                self.send(Channel::Control, me.control_reply(&req, mt::ABORT_REPLY, &json!({"status": "ok"})));
+                self.send(
+                    Channel::Control,
+                    me.control_reply(&req, mt::ABORT_REPLY, &json!({"status": "ok"})),
+                );
                 self.publish(me.status("idle", Some(&req.header)));
             }
             mt::SIGNAL_REQUEST => {
@@ -229,7 +258,10 @@ impl Io {
                         Ok(()) => json!({"status": "ok"}),
                         Err(e) => errors::error_content("OSError", &e.to_string()),
                     },
-                    None => errors::error_content("AttributeError", &format!("bad signal {}", content.get("sig").unwrap_or(&Value::Null))),
+                    None => errors::error_content(
+                        "AttributeError",
+                        &format!("bad signal {}", content.get("sig").unwrap_or(&Value::Null)),
+                    ),
                 };
                 // stock's nanny names the reply "_request" (it slices the wrong end of the
                 // type); clients match replies by parent msg_id, so we keep stock's bytes
@@ -237,7 +269,10 @@ impl Io {
             }
             "interrupt_request" => {
                 let _ = signals::send_to_self(libc::SIGINT);
-                self.send(Channel::Control, me.control_reply(&req, "interrupt_reply", &json!({"status": "ok"})));
+                self.send(
+                    Channel::Control,
+                    me.control_reply(&req, "interrupt_reply", &json!({"status": "ok"})),
+                );
             }
             mt::SHUTDOWN_REQUEST => self.shutdown(&req, &content),
             "kernel_info_request" => self.kernel_info(&req),
@@ -247,9 +282,17 @@ impl Io {
 
     fn kernel_info(&self, req: &Request) {
         let me = &self.shared.me;
-        let info = self.shared.kernel_info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let info = self
+            .shared
+            .kernel_info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.publish(me.status("busy", Some(&req.header)));
-        self.send(req.channel, me.control_reply(req, "kernel_info_reply", &info));
+        self.send(
+            req.channel,
+            me.control_reply(req, "kernel_info_reply", &info),
+        );
         self.publish(me.status("idle", Some(&req.header)));
     }
 
@@ -257,9 +300,15 @@ impl Io {
     /// `shutdown` item for the executor, and a fallback exit in case it never looks.
     fn shutdown(&self, req: &Request, content: &Value) {
         let me = &self.shared.me;
-        let restart = content.get("restart").cloned().unwrap_or(Value::Bool(false));
+        let restart = content
+            .get("restart")
+            .cloned()
+            .unwrap_or(Value::Bool(false));
         let c = json!({"status": "ok", "restart": restart});
-        self.send(Channel::Control, me.control_reply(req, mt::SHUTDOWN_REPLY, &c));
+        self.send(
+            Channel::Control,
+            me.control_reply(req, mt::SHUTDOWN_REPLY, &c),
+        );
         self.publish(me.iopub(mt::SHUTDOWN_REPLY, &c, Some(&req.header), None, vec![]));
         if self.shared.shutting_down.swap(true, Ordering::SeqCst) {
             return;

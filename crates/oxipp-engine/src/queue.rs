@@ -62,7 +62,13 @@ pub struct Request {
 
 impl Request {
     /// Builds a request from a verified message. Metadata that is not an object counts as empty.
-    pub fn from_message(kind: Kind, channel: Channel, msg_type: String, msg_id: String, m: Message) -> Request {
+    pub fn from_message(
+        kind: Kind,
+        channel: Channel,
+        msg_type: String,
+        msg_id: String,
+        m: Message,
+    ) -> Request {
         let md = m.metadata_map().unwrap_or_default();
         let flag = |k: &str| md.get(k).and_then(Value::as_bool).unwrap_or(false);
         Request {
@@ -70,7 +76,10 @@ impl Request {
             channel,
             is_broadcast: flag("is_broadcast"),
             is_coalescing: flag("is_coalescing"),
-            original_msg_id: md.get("original_msg_id").cloned().unwrap_or_else(|| Value::String(String::new())),
+            original_msg_id: md
+                .get("original_msg_id")
+                .cloned()
+                .unwrap_or_else(|| Value::String(String::new())),
             label: md.get("label").cloned().unwrap_or(Value::Null),
             msg_type,
             msg_id,
@@ -141,7 +150,11 @@ impl Queue {
                     if left.is_zero() {
                         return None;
                     }
-                    q = self.ready.wait_timeout(q, left).unwrap_or_else(|e| e.into_inner()).0;
+                    q = self
+                        .ready
+                        .wait_timeout(q, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }

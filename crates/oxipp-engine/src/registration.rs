@@ -41,7 +41,14 @@ pub fn register(
         Some(id) => json!({"uuid": session.id, "id": id}),
         None => json!({"uuid": session.id}),
     };
-    let req = session.build(vec![], mt::REGISTRATION_REQUEST, None, &json!({}), &content, vec![]);
+    let req = session.build(
+        vec![],
+        mt::REGISTRATION_REQUEST,
+        None,
+        &json!({}),
+        &content,
+        vec![],
+    );
     send_frames(&s, req.into_frames())?;
     let deadline = Instant::now() + timeout;
     loop {

@@ -19,7 +19,13 @@ impl Identity {
     }
 
     /// Reply metadata exactly as stock `init_metadata` + `finish_metadata` build it (spec §3.4).
-    pub fn reply_metadata(&self, req: &Request, status: &str, content: &Value, deps_met: bool) -> Value {
+    pub fn reply_metadata(
+        &self,
+        req: &Request,
+        status: &str,
+        content: &Value,
+        deps_met: bool,
+    ) -> Value {
         let started = req.started.get().cloned().unwrap_or_else(dates::now_iso);
         let unmet = content.get("ename").and_then(Value::as_str) == Some("UnmetDependency");
         let mut md = json!({
@@ -39,18 +45,39 @@ impl Identity {
     }
 
     /// `<type>_reply` to `req`, routed back along the request's identities.
-    pub fn reply(&self, req: &Request, content: &Value, buffers: Vec<Frame>, status: &str, deps_met: bool) -> Vec<Frame> {
+    pub fn reply(
+        &self,
+        req: &Request,
+        content: &Value,
+        buffers: Vec<Frame>,
+        status: &str,
+        deps_met: bool,
+    ) -> Vec<Frame> {
         let md = self.reply_metadata(req, status, content, deps_met);
         let rtype = mt::reply_type(&req.msg_type);
         self.session
-            .build(req.idents.clone(), &rtype, Some(&req.header), &md, content, buffers)
+            .build(
+                req.idents.clone(),
+                &rtype,
+                Some(&req.header),
+                &md,
+                content,
+                buffers,
+            )
             .into_frames()
     }
 
     /// A control reply (no execution metadata; stock's patched Session adds `engine`).
     pub fn control_reply(&self, req: &Request, msg_type: &str, content: &Value) -> Vec<Frame> {
         self.session
-            .build(req.idents.clone(), msg_type, Some(&req.header), &self.engine_md(), content, vec![])
+            .build(
+                req.idents.clone(),
+                msg_type,
+                Some(&req.header),
+                &self.engine_md(),
+                content,
+                vec![],
+            )
             .into_frames()
     }
 
@@ -61,7 +88,14 @@ impl Identity {
     }
 
     /// An IOPub message with topic `engine.<id>.<kind>` (or `topic` verbatim).
-    pub fn iopub(&self, msg_type: &str, content: &Value, parent: Option<&Frame>, topic: Option<&str>, buffers: Vec<Frame>) -> Vec<Frame> {
+    pub fn iopub(
+        &self,
+        msg_type: &str,
+        content: &Value,
+        parent: Option<&Frame>,
+        topic: Option<&str>,
+        buffers: Vec<Frame>,
+    ) -> Vec<Frame> {
         let topic = match topic {
             Some(t) => t.to_string(),
             None => format!("engine.{}.{}", self.id, topic_kind(msg_type, content)),
@@ -73,18 +107,30 @@ impl Identity {
             _ => self.engine_md(),
         };
         let topic = Bytes::from(topic.into_bytes());
-        self.session.build(vec![topic], msg_type, parent, &md, content, buffers).into_frames()
+        self.session
+            .build(vec![topic], msg_type, parent, &md, content, buffers)
+            .into_frames()
     }
 
     pub fn status(&self, state: &str, parent: Option<&Frame>) -> Vec<Frame> {
-        self.iopub(mt::STATUS, &json!({"execution_state": state}), parent, None, vec![])
+        self.iopub(
+            mt::STATUS,
+            &json!({"execution_state": state}),
+            parent,
+            None,
+            vec![],
+        )
     }
 }
 
 /// The topic suffix stock engines use for `msg_type`.
 fn topic_kind(msg_type: &str, content: &Value) -> String {
     match msg_type {
-        mt::STREAM => content.get("name").and_then(Value::as_str).unwrap_or("stdout").to_string(),
+        mt::STREAM => content
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("stdout")
+            .to_string(),
         mt::DISPLAY_DATA => "displaypub".into(),
         mt::SHUTDOWN_REPLY => "shutdown".into(),
         other => other.to_string(),
@@ -105,7 +151,8 @@ impl StreamBuf {
                 return;
             }
         }
-        self.chunks.push((name.to_string(), parent, text.to_string()));
+        self.chunks
+            .push((name.to_string(), parent, text.to_string()));
     }
 
     /// Takes everything buffered as ready-to-send `stream` messages.
@@ -113,7 +160,13 @@ impl StreamBuf {
         std::mem::take(&mut self.chunks)
             .into_iter()
             .map(|(name, parent, text)| {
-                me.iopub(mt::STREAM, &json!({"name": name, "text": text}), parent.as_ref(), None, vec![])
+                me.iopub(
+                    mt::STREAM,
+                    &json!({"name": name, "text": text}),
+                    parent.as_ref(),
+                    None,
+                    vec![],
+                )
             })
             .collect()
     }

@@ -89,7 +89,8 @@ impl Runtime {
     /// Registers with the controller, connects every channel and starts the threads.
     pub fn start(opts: Options) -> Result<Runtime, EngineError> {
         let ep = Endpoints::parse(&opts.connection_json)?;
-        let signer = Signer::new(ep.key.as_bytes(), &ep.signature_scheme).map_err(EngineError::Config)?;
+        let signer =
+            Signer::new(ep.key.as_bytes(), &ep.signature_scheme).map_err(EngineError::Config)?;
         let uuid = opts.uuid.clone().unwrap_or_else(session::new_id);
         let session = Session::new(uuid.clone(), signer);
         let ctx = Context::new();
@@ -98,10 +99,21 @@ impl Runtime {
 
         let ident = Some(uuid.as_bytes());
         let sock = |kind| {
-            new_socket(&ctx, kind, &SocketSpec { identity: ident, subscribe_all: false })
+            new_socket(
+                &ctx,
+                kind,
+                &SocketSpec {
+                    identity: ident,
+                    subscribe_all: false,
+                },
+            )
         };
         let shell = sock(SocketType::ROUTER)?;
-        for url in [&ep.mux, &ep.task, &ep.broadcast[id as usize % ep.broadcast.len()]] {
+        for url in [
+            &ep.mux,
+            &ep.task,
+            &ep.broadcast[id as usize % ep.broadcast.len()],
+        ] {
             shell.connect(url)?;
         }
         let control = sock(SocketType::ROUTER)?;
@@ -128,7 +140,12 @@ impl Runtime {
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
         let io_shared = shared.clone();
-        let sockets = IoSockets { shell, control, iopub, wake: wake_rx };
+        let sockets = IoSockets {
+            shell,
+            control,
+            iopub,
+            wake: wake_rx,
+        };
         threads.push(
             std::thread::Builder::new()
                 .name("oxipp-engine-io".into())
@@ -145,7 +162,12 @@ impl Runtime {
                 .spawn(move || {
                     let (c2, e2) = (hctx.clone(), hep.clone());
                     heart::run(hctx, hep, huuid, period, max, stop, move || {
-                        registration::unregister(&c2, &e2, &hshared.me.session, Some(hshared.me.id));
+                        registration::unregister(
+                            &c2,
+                            &e2,
+                            &hshared.me.session,
+                            Some(hshared.me.id),
+                        );
                         if hshared.exit_process {
                             // let the unregistration leave (linger) before exiting
                             std::thread::sleep(Duration::from_millis(200));
@@ -180,7 +202,11 @@ impl Runtime {
                 let _ = tx.send(c);
             }
         }
-        let _ = self.wake.lock().unwrap_or_else(|e| e.into_inner()).send(&b""[..], zmq::DONTWAIT);
+        let _ = self
+            .wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(&b""[..], zmq::DONTWAIT);
     }
 
     /// The next request, waiting up to `timeout` (`None` = forever). Shell requests are stamped
@@ -195,7 +221,14 @@ impl Runtime {
     }
 
     /// Sends the reply to `req` (after its buffered output), then status `idle`.
-    pub fn reply(&self, req: &Request, content_json: &str, buffers: Vec<Frame>, status: &str, dependencies_met: bool) -> Result<(), EngineError> {
+    pub fn reply(
+        &self,
+        req: &Request,
+        content_json: &str,
+        buffers: Vec<Frame>,
+        status: &str,
+        dependencies_met: bool,
+    ) -> Result<(), EngineError> {
         let content = parse_object(content_json)?;
         let me = &self.shared.me;
         let mut cmds: Vec<Cmd> = self.take_streams().into_iter().map(Cmd::Publish).collect();
@@ -211,11 +244,24 @@ impl Runtime {
     }
 
     /// Publishes an IOPub message (topic from `msg_type` unless given).
-    pub fn publish(&self, msg_type: &str, content_json: &str, parent: Option<&Request>, topic: Option<&str>, buffers: Vec<Frame>) -> Result<(), EngineError> {
+    pub fn publish(
+        &self,
+        msg_type: &str,
+        content_json: &str,
+        parent: Option<&Request>,
+        topic: Option<&str>,
+        buffers: Vec<Frame>,
+    ) -> Result<(), EngineError> {
         let content = parse_object(content_json)?;
         // output printed before this message must appear before it
         let mut cmds: Vec<Cmd> = self.take_streams().into_iter().map(Cmd::Publish).collect();
-        cmds.push(Cmd::Publish(self.shared.me.iopub(msg_type, &content, parent.map(|p| &p.header), topic, buffers)));
+        cmds.push(Cmd::Publish(self.shared.me.iopub(
+            msg_type,
+            &content,
+            parent.map(|p| &p.header),
+            topic,
+            buffers,
+        )));
         self.submit(cmds);
         Ok(())
     }
@@ -229,15 +275,22 @@ impl Runtime {
             .push(name, parent.map(|p| p.header.clone()), text);
     }
 
-    /// Answers every queued shell request `aborted`.
+    /// Answers every queued shell request `aborted`. The queue is emptied here, not in the IO
+    /// thread, so the executor's next `next_request` cannot pick up a request being aborted.
     pub fn abort_queued(&self) {
-        self.submit([Cmd::AbortQueued]);
+        let me = &self.shared.me;
+        let aborted = self.shared.queue.remove_shell(|_| true);
+        self.submit(aborted.iter().map(|r| Cmd::Send(r.channel, me.aborted(r))));
     }
 
     /// Sets the `kernel_info_reply` content (must be a JSON object).
     pub fn set_kernel_info(&self, json: &str) -> Result<(), EngineError> {
         let v = parse_object(json)?;
-        *self.shared.kernel_info.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        *self
+            .shared
+            .kernel_info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = v;
         Ok(())
     }
 
@@ -251,7 +304,12 @@ impl Runtime {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        registration::unregister(&self.ctx, &self.endpoints, &self.shared.me.session, Some(self.id));
+        registration::unregister(
+            &self.ctx,
+            &self.endpoints,
+            &self.shared.me.session,
+            Some(self.id),
+        );
         self.stop_threads();
     }
 
@@ -265,7 +323,11 @@ impl Runtime {
     }
 
     fn take_streams(&self) -> Vec<Vec<Frame>> {
-        self.shared.streams.lock().unwrap_or_else(|e| e.into_inner()).drain(&self.shared.me)
+        self.shared
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(&self.shared.me)
     }
 }
 
