@@ -1,0 +1,240 @@
+"""The oxipp engine process (Rust runtime + Python loop) against our controller, driven by a
+STOCK ``ipyparallel.Client``.
+
+The real executor (``oxipp.engine.executor``) is written separately; until it lands these tests
+run the engine with ``StandInExecutor`` below (selected through ``$OXIPP_ENGINE_EXECUTOR``), a
+minimal apply-only executor built on stock ipyparallel's serialization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ipp = pytest.importorskip("ipyparallel")
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+class _StreamWriter(io.TextIOBase):
+    def __init__(self, rt, name, req):
+        self.rt, self.name, self.req = rt, name, req
+
+    def write(self, text):
+        self.rt.stream(self.name, text, self.req)
+        return len(text)
+
+
+class StandInExecutor:
+    """Runs apply_request only; everything else gets no reply. Test use only."""
+
+    def __init__(self, io, engine_id, engine_uuid):
+        self.io, self.id, self.uuid = io, engine_id, engine_uuid
+        self.ns: dict = {}
+
+    def kernel_info(self):
+        return {
+            "status": "ok",
+            "protocol_version": "5.4",
+            "implementation": "oxipp-standin",
+            "language_info": {"name": "python"},
+        }
+
+    def clear(self):
+        self.ns.clear()
+
+    def handle(self, req):
+        if req.msg_type != "apply_request":
+            return None
+        from ipyparallel.serialize import serialize_object, unpack_apply_message
+
+        out = _StreamWriter(self.io, "stdout", req)
+        try:
+            f, args, kwargs = unpack_apply_message(req.buffers, self.ns, copy=False)
+            with contextlib.redirect_stdout(out):
+                result = f(*args, **kwargs)
+            return "ok", json.dumps({"status": "ok"}), serialize_object(result), True
+        except Exception as e:
+            content = {
+                "status": "error",
+                "ename": type(e).__name__,
+                "evalue": str(e),
+                "traceback": [],
+                "engine_info": {"engine_uuid": self.uuid, "engine_id": self.id, "method": "apply"},
+            }
+            return "error", json.dumps(content), [], True
+
+
+# Functions shipped to engines must not reference this module (engines cannot import it).
+@ipp.interactive
+def double(x):
+    return x * 2
+
+
+@ipp.interactive
+def shout(text):
+    print(text)
+    return text.upper()
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Cluster:
+    def __init__(self, oxipp_bin: Path, tmp: Path):
+        self.bin = oxipp_bin
+        self.tmp = tmp
+        self.profile_dir = tmp / "profile"
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def engine_file(self) -> Path:
+        return self.profile_dir / "security" / "ipcontroller-engine.json"
+
+    @property
+    def client_file(self) -> Path:
+        return self.profile_dir / "security" / "ipcontroller-client.json"
+
+    def start_controller(self):
+        cmd = [str(self.bin), "controller", f"--profile-dir={self.profile_dir}", "--ping=200"]
+        log = open(self.tmp / "controller.log", "ab")
+        self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log))
+        wait_for(lambda: self.client_file.exists() and self.engine_file.exists(), 10, "files")
+
+    def start_engine(self, *args: str) -> subprocess.Popen:
+        env = dict(os.environ)
+        env["OXIPP_ENGINE_EXECUTOR"] = "test_engine_runtime:StandInExecutor"
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        env.pop("IPP_CONNECTION_INFO", None)
+        cmd = [sys.executable, "-m", "oxipp.engine", f"--profile-dir={self.profile_dir}", *args]
+        log = open(self.tmp / f"engine{len(self.procs)}.log", "ab")
+        p = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+        self.procs.append(p)
+        return p
+
+    def client(self):
+        return ipp.Client(url_file=str(self.client_file), timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(f"== {f.name}\n{f.read_text()}" for f in sorted(self.tmp.glob("*.log")))
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+
+
+@pytest.fixture
+def cluster(oxipp_bin, tmp_path):
+    c = Cluster(oxipp_bin, tmp_path)
+    yield c
+    c.stop()
+
+
+def test_registers_with_requested_id_and_applies(cluster):
+    cluster.start_controller()
+    engine = cluster.start_engine("--IPEngine.id=3", "--log-level=DEBUG", "--IPEngine.bogus=1")
+    with cluster.client() as rc:
+        try:
+            rc.wait_for_engines(1, timeout=20)
+        except Exception:
+            pytest.fail(f"engine did not register:\n{cluster.logs()}")
+        assert rc.ids == [3]
+        assert rc[3].apply_sync(double, 21) == 42
+        assert rc.load_balanced_view().map_sync(double, range(5)) == [0, 2, 4, 6, 8]
+        ar = rc[3].apply_async(shout, "hi")
+        assert ar.get(timeout=10) == "HI"
+        assert ar.stdout == "hi\n"
+        assert ar.metadata["engine_uuid"] == rc._engines[3]
+        assert ar.metadata["status"] == "ok"
+        # shutdown through the stock client: the process exits by itself
+        rc.shutdown(targets=[3], block=True)
+        assert engine.wait(10) == 0
+        wait_for(lambda: rc.ids == [], 10, "the engine to unregister")
+
+
+def test_kill_9_fails_an_in_flight_direct_apply(cluster):
+    cluster.start_controller()
+    engine = cluster.start_engine()
+    with cluster.client() as rc:
+        rc.wait_for_engines(1, timeout=20)
+        [eid] = rc.ids
+        ar = rc[eid].apply_async(time.sleep, 30)
+        wait_for(lambda: rc.queue_status(targets=eid)["queue"], 10, "the request to arrive")
+        os.kill(engine.pid, signal.SIGKILL)
+        with pytest.raises(ipp.error.RemoteError) as exc:
+            ar.get(timeout=15)
+        assert exc.value.ename == "EngineError"
+
+
+def test_missing_connection_file_is_waited_for_then_reported(tmp_path):
+    env = dict(os.environ, OXIPP_ENGINE_EXECUTOR="test_engine_runtime:StandInExecutor")
+    env["PYTHONPATH"] = str(TESTS_DIR)
+    env.pop("IPP_CONNECTION_INFO", None)
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oxipp.engine",
+            f"--profile-dir={tmp_path}",
+            "--IPEngine.wait_for_url_file=1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 1
+    assert time.monotonic() - t0 >= 1.0
+    assert "ipcontroller-engine.json" in p.stderr
+
+
+def test_ipengine_flags_parse_and_unknown_ones_only_warn(monkeypatch):
+    from oxipp.engine.options import parse_args
+
+    monkeypatch.setenv("IPP_CLUSTER_ID", "envid")
+    o = parse_args(
+        [
+            "--profile-dir=/p",
+            "--cluster-id",
+            "cid",
+            "--log-level=DEBUG",
+            "--timeout=2.5",
+            "--mpi",
+            "--IPEngine.id=7",
+            "--IPEngine.wait_for_url_file=3",
+            "--IPEngine.max_heartbeat_misses=4",
+            "--Session.key=abc",
+            "--IPEngine.enable_nanny=False",
+            "--Nope.trait=1",
+            "--what",
+            "--log-level=loud",
+            "--file",
+        ]
+    )
+    assert (o.profile_dir, o.cluster_id, o.log_level, o.timeout) == ("/p", "cid", 10, 2.5)
+    assert (o.use_mpi, o.requested_id, o.wait_for_url_file) == (True, 7, 3.0)
+    assert (o.max_heartbeat_misses, o.session_key) == (4, "abc")
+    assert len(o.warnings) == 5, o.warnings
+    assert parse_args(["--log-level", "20"]).log_level == 20
+    assert parse_args([]).cluster_id == "envid"
