@@ -131,7 +131,7 @@ class Cluster:
         return p
 
     def client(self):
-        return ipp.Client(url_file=str(self.client_file), timeout=10)
+        return ipp.Client(str(self.client_file), timeout=10)
 
     def logs(self) -> str:
         return "\n".join(f"== {f.name}\n{f.read_text()}" for f in sorted(self.tmp.glob("*.log")))
@@ -163,6 +163,7 @@ def test_registers_with_requested_id_and_applies(cluster):
         assert rc.load_balanced_view().map_sync(double, range(5)) == [0, 2, 4, 6, 8]
         ar = rc[3].apply_async(shout, "hi")
         assert ar.get(timeout=10) == "HI"
+        ar.wait_for_output(5)
         assert ar.stdout == "hi\n"
         assert ar.metadata["engine_uuid"] == rc._engines[3]
         assert ar.metadata["status"] == "ok"
