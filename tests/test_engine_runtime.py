@@ -239,3 +239,29 @@ def test_ipengine_flags_parse_and_unknown_ones_only_warn(monkeypatch):
     assert len(o.warnings) == 5, o.warnings
     assert parse_args(["--log-level", "20"]).log_level == 20
     assert parse_args([]).cluster_id == "envid"
+
+
+def test_sigint_interrupts_only_a_running_request_and_sigterm_stops(cluster):
+    cluster.start_controller()
+    engine = cluster.start_engine()
+    with cluster.client() as rc:
+        rc.wait_for_engines(1, timeout=20)
+        [eid] = rc.ids
+        # idle: SIGINT is ignored
+        os.kill(engine.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert engine.poll() is None
+        assert rc[eid].apply_sync(double, 2) == 4
+        # running: SIGINT (sent through the control channel, like stock's nanny) interrupts
+        ar = rc[eid].apply_async(time.sleep, 30)
+        wait_for(lambda: rc.queue_status(targets=eid)["queue"], 10, "the request to arrive")
+        time.sleep(0.3)
+        rc.send_signal(signal.SIGINT, targets=[eid], block=True)
+        with pytest.raises(ipp.error.RemoteError) as exc:
+            ar.get(timeout=10)
+        assert exc.value.ename == "KeyboardInterrupt"
+        assert rc[eid].apply_sync(double, 5) == 10
+        # SIGTERM stops the engine, which unregisters on the way out
+        engine.terminate()
+        assert engine.wait(10) == 0
+        wait_for(lambda: rc.ids == [], 10, "the engine to unregister")
