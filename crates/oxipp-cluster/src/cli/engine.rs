@@ -50,7 +50,12 @@ mod tests {
 
     #[test]
     fn arguments_pass_through_verbatim() {
-        let args = ["--profile-dir=/tmp/x", "--mpi", "--IPEngine.timeout=3", "--help"];
+        let args = [
+            "--profile-dir=/tmp/x",
+            "--mpi",
+            "--IPEngine.timeout=3",
+            "--help",
+        ];
         let argv = ["oxipp", "engine"].iter().chain(&args).copied();
         match Cli::try_parse_from(argv).expect("parses").command {
             Command::Engine(e) => assert_eq!(e.args, args),
