@@ -265,3 +265,59 @@ def test_sigint_interrupts_only_a_running_request_and_sigterm_stops(cluster):
         engine.terminate()
         assert engine.wait(10) == 0
         wait_for(lambda: rc.ids == [], 10, "the engine to unregister")
+
+
+@ipp.interactive
+def fail():
+    raise ValueError("boom")
+
+
+def test_reply_metadata_matches_a_stock_engine(cluster):
+    """Reply header/metadata keys and value types are those of a stock 9.2.0 engine."""
+    cluster.start_controller()
+    stock = subprocess.Popen(
+        [sys.executable, "-m", "ipyparallel.engine", f"--profile-dir={cluster.profile_dir}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cluster.procs.append(stock)
+    cluster.start_engine()
+    with cluster.client() as rc:
+        rc.wait_for_engines(2, timeout=30)
+        seen = []
+        handler = rc._queue_handlers["apply_reply"]
+
+        def record(msg):
+            seen.append(msg)
+            handler(msg)
+
+        rc._queue_handlers["apply_reply"] = record
+        for eid in rc.ids:
+            assert rc[eid].apply_sync(double, 1) == 2
+            with pytest.raises(ipp.error.RemoteError):
+                rc[eid].apply_sync(fail)
+
+    def shape(d):
+        return {k: type(v).__name__ for k, v in d.items()}
+
+    by_engine: dict = {}
+    for msg in seen:
+        md = dict(msg["metadata"])
+        by_engine.setdefault(md["engine"], []).append(
+            (shape(msg["header"]), shape(md), shape(md.get("engine_info", {})))
+        )
+    assert len(by_engine) == 2
+    stock_shapes, ours = by_engine.values()
+    assert stock_shapes == ours
+
+
+def test_watchdog_exits_when_the_controller_dies(cluster):
+    cluster.start_controller()
+    engine = cluster.start_engine("--IPEngine.max_heartbeat_misses=2")
+    with cluster.client() as rc:
+        rc.wait_for_engines(1, timeout=20)
+    controller = cluster.procs[0]
+    controller.kill()
+    controller.wait(5)
+    # checks every hb_period + 0.5 s = 0.7 s; more than 2 misses -> exit
+    assert engine.wait(15) != 0

@@ -124,8 +124,28 @@ def threading_is_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+USAGE = """usage: python -m oxipp.engine [ipengine options]
+
+Start an oxipp engine and connect it to a controller (stock ipengine options):
+  --profile=NAME  --profile-dir=DIR  --ipython-dir=DIR  --cluster-id=ID
+  --file=PATH (engine connection file)  --url=tcp://HOST:PORT (registration url)
+  --timeout=SECONDS  --log-level=LEVEL  --debug  --mpi  --work-dir=DIR  --location=HOST
+  --IPEngine.<trait>=VALUE  --Session.key=KEY   (unsupported traits are warned about)
+Environment: IPP_CONNECTION_INFO, IPP_PROFILE_DIR, IPP_CLUSTER_ID, IPYTHONDIR.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help", "--help-all") for a in argv):
+        print(USAGE)
+        return 0
+    if "--version" in argv:
+        from oxipp import __version__
+
+        print(__version__)
+        return 0
+    opts = parse_args(argv)
     logging.basicConfig(
         level=opts.log_level,
         format="%(asctime)s.%(msecs).03d [IPEngine] %(message)s",
@@ -150,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         log.critical("cannot load connection info: %s", e)
         return 1
-    executor_class = load_executor_class()
+    try:
+        executor_class = load_executor_class()
+    except (ImportError, AttributeError) as e:
+        log.critical("cannot load the executor: %s", e)
+        return 1
     try:
         rt = EngineRuntime(
             json.dumps(info),
