@@ -321,3 +321,25 @@ def test_watchdog_exits_when_the_controller_dies(cluster):
     controller.wait(5)
     # checks every hb_period + 0.5 s = 0.7 s; more than 2 misses -> exit
     assert engine.wait(15) != 0
+
+
+def test_stock_cluster_api_and_stock_controller_run_our_engines(tmp_path, monkeypatch):
+    """ipp.Cluster launches our engines (connection info through $IPP_CONNECTION_INFO) next to
+    a stock ipcontroller: the runtime speaks stock's registration and heartbeat protocol."""
+    from traitlets.config import Config
+
+    monkeypatch.setenv("OXIPP_ENGINE_EXECUTOR", "test_engine_runtime:StandInExecutor")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(TESTS_DIR), *filter(None, [os.getenv("PYTHONPATH")])])
+    )
+    cfg = Config()
+    cfg.LocalEngineSetLauncher.engine_cmd = [sys.executable, "-m", "oxipp.engine"]
+    cluster = ipp.Cluster(n=2, profile_dir=str(tmp_path), config=cfg)
+    rc = cluster.start_and_connect_sync()
+    try:
+        rc.wait_for_engines(2, timeout=30)
+        assert rc[:].apply_sync(double, 4) == [8, 8]
+        assert rc.load_balanced_view().map_sync(double, range(4)) == [0, 2, 4, 6]
+    finally:
+        rc.close()
+        cluster.stop_cluster_sync()
