@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use oxipp_wire::replay::DigestHistory;
 use oxipp_wire::signing::Verdict;
 use oxipp_wire::sockets::{recv_frames, send_frames, Socket};
 use oxipp_wire::{errors, msg_types as mt, Frame, Message};
@@ -43,6 +44,9 @@ struct Io {
     s: IoSockets,
     /// msg_ids an `abort_request` named that have not arrived yet.
     aborted: HashSet<String>,
+    /// Signatures already seen: a replayed message is dropped, as jupyter_client's Session
+    /// does in stock engines (same capacity).
+    digests: DigestHistory,
 }
 
 pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
@@ -50,6 +54,7 @@ pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
         shared,
         s,
         aborted: HashSet::new(),
+        digests: DigestHistory::new(65536),
     };
     let mut last_flush = Instant::now();
     loop {
@@ -177,7 +182,7 @@ impl Io {
     }
 
     /// Parses and checks a message; garbage and bad signatures are logged and dropped.
-    fn verify(&self, ch: Channel, frames: Vec<Frame>) -> Option<(String, String, Message)> {
+    fn verify(&mut self, ch: Channel, frames: Vec<Frame>) -> Option<(String, String, Message)> {
         let m = match Message::parse(frames) {
             Ok(m) => m,
             Err(e) => {
@@ -194,6 +199,15 @@ impl Io {
         if verdict != Verdict::Valid {
             tracing::warn!("dropping message with {verdict:?} signature on {ch:?}");
             return None;
+        }
+        if self.shared.me.session.signer().enabled() {
+            let mut digest = [0u8; 32];
+            if hex::decode_to_slice(&m.signature, &mut digest).is_err()
+                || !self.digests.insert(digest)
+            {
+                tracing::warn!("dropping replayed message on {ch:?}");
+                return None;
+            }
         }
         match m.header_fields() {
             Ok(h) => Some((h.msg_type, h.msg_id, m)),

@@ -370,6 +370,9 @@ fn bad_signatures_and_garbage_are_dropped() {
     client.send(&client.mux, &good);
     let r = client.reply_to(&client.mux, &msg_id(&good), DEADLINE);
     assert_eq!(content(&r)["status"], "ok");
+    // the same signed bytes again: a replay, dropped like jupyter_client does
+    client.send(&client.mux, &good);
+    client.assert_quiet(&client.mux, "a replayed request must not run again");
     client.assert_quiet(
         &client.control,
         "a badly signed shutdown must not be answered",
