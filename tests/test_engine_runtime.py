@@ -343,3 +343,46 @@ def test_stock_cluster_api_and_stock_controller_run_our_engines(tmp_path, monkey
     finally:
         rc.close()
         cluster.stop_cluster_sync()
+
+
+def test_binding_in_process(cluster):
+    """EngineRuntime/Request driven directly from Python, answered by hand, against our
+    controller and a stock client: attributes, memoryview buffers, publish, close."""
+    from ipyparallel.serialize import serialize_object
+    from oxipp._oxipp import EngineRuntime
+
+    cluster.start_controller()
+    with pytest.raises(ValueError):
+        EngineRuntime("{}")
+    rt = EngineRuntime(cluster.engine_file.read_text(), requested_id=9, timeout=5)
+    try:
+        assert rt.id == 9 and rt.hb_period == pytest.approx(0.2)
+        assert json.loads(rt.connection_json)["registration"]
+        t0 = time.monotonic()
+        assert rt.next_request(timeout=0.3) is None
+        assert time.monotonic() - t0 >= 0.29
+        with cluster.client() as rc:
+            rc.wait_for_engines(1, timeout=20)
+            ar = rc[9].apply_async(double, 1)
+            req = rt.next_request(timeout=10)
+            assert (req.kind, req.msg_type) == ("shell", "apply_request")
+            assert json.loads(req.header)["msg_id"] == req.msg_id == ar.msg_ids[0]
+            assert json.loads(req.metadata)["label"] is None
+            assert json.loads(req.content) == {}
+            assert len(req.buffers) >= 2 and all(isinstance(b, bytes) for b in req.buffers)
+            assert not req.is_broadcast and not req.is_coalescing
+            content = {"data": {"text/plain": "shown"}, "metadata": {}}
+            rt.publish("display_data", json.dumps(content), req)
+            with pytest.raises(ValueError):
+                rt.reply(req, "[not an object]")
+            with pytest.raises(ValueError):
+                rt.stream("stdnowhere", "x", req)
+            bufs = [memoryview(b) for b in serialize_object(123)]
+            rt.reply(req, json.dumps({"status": "ok"}), bufs)
+            assert ar.get(timeout=10) == 123
+            ar.wait_for_output(5)
+            assert ar.outputs[0]["data"] == {"text/plain": "shown"}
+            rt.close()
+            wait_for(lambda: rc.ids == [], 10, "unregistration after close()")
+    finally:
+        rt.close()
