@@ -36,6 +36,9 @@ pub fn run(rt: &Runtime, ex: &mut dyn Executor) {
             }
             Kind::Shell => {
                 let Some(o) = ex.handle(rt, &req) else {
+                    // no reply, but clients still expect busy -> idle (as ipykernel sends)
+                    let idle = r#"{"execution_state": "idle"}"#;
+                    let _ = rt.publish("status", idle, Some(&req), None, vec![]);
                     continue;
                 };
                 let text = serde_json::to_string(&o.content).unwrap_or_else(|_| "{}".into());

@@ -437,6 +437,10 @@ fn no_reply_types_and_clear() {
     let m = apply(&client, &e, json!({"op": "none"}));
     client.send(&client.mux, &m);
     client.assert_quiet(&client.mux, "a request the executor does not answer");
+    let id = msg_id(&m);
+    iopub_until(&client, |t, c, p| {
+        t == "status" && c["execution_state"] == "idle" && p == id
+    });
     let c = client.msg(
         vec![fr(e.rt.uuid.as_bytes())],
         mt::CLEAR_REQUEST,

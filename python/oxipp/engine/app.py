@@ -111,6 +111,8 @@ def serve(rt, ex) -> None:
         finally:
             interrupts.busy = False
         if result is None:
+            # no reply (comm messages, unknown types), but clients still expect busy -> idle
+            rt.publish("status", json.dumps({"execution_state": "idle"}), req)
             continue
         status, content_json, buffers, deps_met = result
         rt.reply(req, content_json, buffers or [], status, deps_met)
