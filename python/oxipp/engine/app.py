@@ -76,9 +76,21 @@ def _error_reply(rt, exc: BaseException, method: str) -> tuple[str, str, list, b
     return "error", json.dumps(content), [], True
 
 
-def _stop_on_error(req) -> bool:
+def _stop_on_error(ex, req, status: str) -> bool:
+    """Whether ipykernel would now abort the queue. An executor may decide itself through a
+    ``stop_on_error`` attribute (the real one does, knowing ``silent`` and the content);
+    otherwise: an ``execute_request`` failed, and neither ``silent`` nor ``stop_on_error: false``.
+    """
+    if req.msg_type != "execute_request":
+        return False
+    decided = getattr(ex, "stop_on_error", None)
+    if isinstance(decided, bool):
+        return decided
+    if status != "error":
+        return False
     try:
-        return json.loads(req.content).get("stop_on_error", True) is not False
+        content = json.loads(req.content)
+        return not content.get("silent", False) and content.get("stop_on_error", True) is not False
     except (ValueError, AttributeError):
         return True
 
@@ -116,8 +128,12 @@ def serve(rt, ex) -> None:
             continue
         status, content_json, buffers, deps_met = result
         rt.reply(req, content_json, buffers or [], status, deps_met)
-        if req.msg_type == "execute_request" and status == "error" and _stop_on_error(req):
+        if _stop_on_error(ex, req, status):
             rt.abort_queued()
+        if getattr(ex, "exit_requested", False):
+            # user code called exit(): a stock engine stops after replying
+            log.info("exit requested by user code")
+            return
 
 
 def threading_is_main() -> bool:
@@ -190,11 +206,20 @@ def main(argv: list[str] | None = None) -> int:
         log.critical("registration failed: %s", e)
         return 255
     log.info("Completed registration with id %i", rt.id)
+    ex = None
     try:
         ex = executor_class(rt, rt.id, rt.uuid)
         serve(rt, ex)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        # the executor may have redirected sys.stdout to IOPub: undo that before the runtime
+        # stops, so late output goes to the real stdout
+        close = getattr(ex, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.error("executor close failed", exc_info=True)
         rt.close()
     return 0
