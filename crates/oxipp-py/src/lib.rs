@@ -1,10 +1,12 @@
 //! `oxipp._oxipp`: the Rust side of the `oxipp` Python package.
 //!
-//! Only the command line for now (`python -m oxipp …`, `python -m oxipp.controller …`); the
-//! client core and the engine runtime will be exposed here too. Python owns nothing in these
+//! The command line (`python -m oxipp …`, `python -m oxipp.controller …`) and the engine
+//! runtime ([`engine`]); the client core will be exposed here too. Python owns nothing in these
 //! calls: they run with the GIL released, so other Python threads keep running meanwhile.
 
 use pyo3::prelude::*;
+
+mod engine;
 
 /// Runs the `oxipp` command line with `argv` (program name first, like `sys.argv`) and returns
 /// its exit code; the caller passes it to `sys.exit`.
@@ -19,6 +21,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
 #[pymodule]
 fn _oxipp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
+    engine::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

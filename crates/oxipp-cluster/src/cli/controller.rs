@@ -38,6 +38,7 @@ mod tests {
         let argv = ["oxipp", "controller"].iter().chain(args).copied();
         match Cli::try_parse_from(argv).expect("parses").command {
             Command::Controller(c) => c.args,
+            other => panic!("parsed as {other:?}"),
         }
     }
 

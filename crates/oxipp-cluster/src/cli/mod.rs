@@ -2,11 +2,12 @@
 //! `run(self) -> i32` that returns the process exit code.
 //!
 //! Subcommands mirror the stock tools: `oxipp controller` is `ipcontroller`; `start`, `stop`,
-//! `list`, `engines` and `clean` (from `ipcluster`) and `engine` (`ipengine`) come next.
+//! `list`, `engines` and `clean` (from `ipcluster`) come next; `oxipp engine` is `ipengine`.
 
 use clap::{Parser, Subcommand};
 
 pub mod controller;
+pub mod engine;
 
 /// IPython Parallel with a Rust core, wire-compatible with ipyparallel 9.x.
 #[derive(Debug, Parser)]
@@ -19,6 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Controller(controller::ControllerArgs),
+    Engine(engine::EngineArgs),
 }
 
 impl Command {
@@ -26,6 +28,7 @@ impl Command {
     pub fn run(self) -> i32 {
         match self {
             Command::Controller(args) => args.run(),
+            Command::Engine(args) => args.run(),
         }
     }
 }

@@ -1,0 +1,339 @@
+//! The IO thread: owns the shell, control and IOPub sockets.
+//!
+//! ZeroMQ sockets are single-threaded, so everything other threads want sent arrives here as a
+//! [`Cmd`] over a channel (plus a byte on an inproc socket to wake the poll). Incoming shell
+//! requests are verified and queued for the executor; control requests are answered here, so
+//! abort, signal, shutdown and kernel_info work while user code runs.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use oxipp_wire::replay::DigestHistory;
+use oxipp_wire::signing::Verdict;
+use oxipp_wire::sockets::{recv_frames, send_frames, Socket};
+use oxipp_wire::{errors, msg_types as mt, Frame, Message};
+use serde_json::{json, Value};
+
+use crate::queue::{Channel, Kind, Request};
+use crate::runtime::Shared;
+use crate::signals;
+
+/// How often buffered stream output is published while a request runs.
+pub const STREAM_FLUSH: Duration = Duration::from_millis(50);
+
+/// Work handed to the IO thread.
+pub enum Cmd {
+    Send(Channel, Vec<Frame>),
+    Publish(Vec<Frame>),
+    /// Answer every queued shell request `aborted` (stop-on-error, `abort_request []`).
+    AbortQueued,
+}
+
+pub struct IoSockets {
+    pub shell: Socket,
+    pub control: Socket,
+    pub iopub: Socket,
+    /// PULL end of the wake-up pipe.
+    pub wake: Socket,
+}
+
+struct Io {
+    shared: Arc<Shared>,
+    s: IoSockets,
+    /// msg_ids an `abort_request` named that have not arrived yet.
+    aborted: HashSet<String>,
+    /// Signatures already seen: a replayed message is dropped, as jupyter_client's Session
+    /// does in stock engines (same capacity).
+    digests: DigestHistory,
+}
+
+pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
+    let mut io = Io {
+        shared,
+        s,
+        aborted: HashSet::new(),
+        digests: DigestHistory::new(65536),
+    };
+    let mut last_flush = Instant::now();
+    loop {
+        let stopping = io.shared.stop.load(Ordering::SeqCst);
+        let ready = {
+            let mut items = [
+                io.s.shell.as_poll_item(zmq::POLLIN),
+                io.s.control.as_poll_item(zmq::POLLIN),
+                io.s.wake.as_poll_item(zmq::POLLIN),
+            ];
+            let timeout = if stopping {
+                0
+            } else {
+                STREAM_FLUSH.as_millis() as i64
+            };
+            match zmq::poll(&mut items, timeout) {
+                Ok(_) => [
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                ],
+                Err(e) => {
+                    tracing::warn!("IO poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    [false; 3]
+                }
+            }
+        };
+        if ready[2] {
+            while recv_frames(&io.s.wake, true).is_ok() {}
+        }
+        // commands first: replies and output queued by the executor keep their order
+        while let Ok(c) = cmds.try_recv() {
+            io.command(c);
+        }
+        if ready[1] {
+            io.drain(Channel::Control);
+        }
+        if ready[0] {
+            io.drain(Channel::Shell);
+        }
+        if last_flush.elapsed() >= STREAM_FLUSH {
+            io.flush_streams();
+            last_flush = Instant::now();
+        }
+        if stopping {
+            io.flush_streams();
+            while let Ok(c) = cmds.try_recv() {
+                io.command(c);
+            }
+            return;
+        }
+    }
+}
+
+impl Io {
+    fn command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Send(ch, frames) => self.send(ch, frames),
+            Cmd::Publish(frames) => self.publish(frames),
+            Cmd::AbortQueued => {
+                for r in self.shared.queue.remove_shell(|_| true) {
+                    self.abort(&r);
+                }
+            }
+        }
+    }
+
+    fn send(&self, ch: Channel, frames: Vec<Frame>) {
+        let sock = match ch {
+            Channel::Shell => &self.s.shell,
+            Channel::Control => &self.s.control,
+        };
+        if let Err(e) = send_frames(sock, frames) {
+            tracing::warn!("send on {ch:?} failed: {e}");
+        }
+    }
+
+    fn publish(&self, frames: Vec<Frame>) {
+        if let Err(e) = send_frames(&self.s.iopub, frames) {
+            tracing::warn!("IOPub send failed: {e}");
+        }
+    }
+
+    fn flush_streams(&self) {
+        let msgs = self
+            .shared
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(&self.shared.me);
+        for m in msgs {
+            self.publish(m);
+        }
+    }
+
+    fn abort(&self, r: &Request) {
+        tracing::info!("aborting {} {}", r.msg_type, r.msg_id);
+        self.send(r.channel, self.shared.me.aborted(r));
+    }
+
+    /// Reads every message waiting on one socket (bounded per round so one busy channel cannot
+    /// starve the other).
+    fn drain(&mut self, ch: Channel) {
+        for _ in 0..1000 {
+            let sock = match ch {
+                Channel::Shell => &self.s.shell,
+                Channel::Control => &self.s.control,
+            };
+            let frames = match recv_frames(sock, true) {
+                Ok(f) => f,
+                Err(zmq::Error::EAGAIN) => return,
+                Err(e) => {
+                    tracing::warn!("recv on {ch:?} failed: {e}");
+                    return;
+                }
+            };
+            if let Some((msg_type, msg_id, m)) = self.verify(ch, frames) {
+                match ch {
+                    Channel::Shell => self.on_shell(msg_type, msg_id, m),
+                    Channel::Control => self.on_control(msg_type, msg_id, m),
+                }
+            }
+        }
+    }
+
+    /// Parses and checks a message; garbage and bad signatures are logged and dropped.
+    fn verify(&mut self, ch: Channel, frames: Vec<Frame>) -> Option<(String, String, Message)> {
+        let m = match Message::parse(frames) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("dropping unparseable message on {ch:?}: {e}");
+                return None;
+            }
+        };
+        let verdict = self
+            .shared
+            .me
+            .session
+            .signer()
+            .verify(&m.signature, m.signed_parts());
+        if verdict != Verdict::Valid {
+            tracing::warn!("dropping message with {verdict:?} signature on {ch:?}");
+            return None;
+        }
+        if self.shared.me.session.signer().enabled() {
+            let mut digest = [0u8; 32];
+            if hex::decode_to_slice(&m.signature, &mut digest).is_err()
+                || !self.digests.insert(digest)
+            {
+                tracing::warn!("dropping replayed message on {ch:?}");
+                return None;
+            }
+        }
+        match m.header_fields() {
+            Ok(h) => Some((h.msg_type, h.msg_id, m)),
+            Err(e) => {
+                tracing::warn!("dropping message with bad header on {ch:?}: {e}");
+                None
+            }
+        }
+    }
+
+    fn on_shell(&mut self, msg_type: String, msg_id: String, m: Message) {
+        let req = Request::from_message(Kind::Shell, Channel::Shell, msg_type, msg_id, m);
+        if req.msg_type == "kernel_info_request" {
+            return self.kernel_info(&req);
+        }
+        if self.aborted.remove(&req.msg_id) {
+            return self.abort(&req);
+        }
+        self.shared.queue.push_back(Arc::new(req));
+    }
+
+    fn on_control(&mut self, msg_type: String, msg_id: String, m: Message) {
+        let req = Request::from_message(Kind::Clear, Channel::Control, msg_type, msg_id, m);
+        let content: Value = serde_json::from_slice(&req.content).unwrap_or(Value::Null);
+        let shared = self.shared.clone();
+        let me = &shared.me;
+        match req.msg_type.as_str() {
+            mt::CLEAR_REQUEST => self.shared.queue.push_front(Arc::new(req)),
+            mt::ABORT_REQUEST => {
+                self.publish(me.status("busy", Some(&req.header)));
+                let ids: Vec<String> = content
+                    .get("msg_ids")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if ids.is_empty() {
+                    self.command(Cmd::AbortQueued);
+                } else {
+                    let queued = self.shared.queue.remove_shell(|r| ids.contains(&r.msg_id));
+                    for r in &queued {
+                        self.abort(r);
+                    }
+                    for id in ids {
+                        if !queued.iter().any(|r| r.msg_id == id) {
+                            self.aborted.insert(id);
+                        }
+                    }
+                }
+                self.send(
+                    Channel::Control,
+                    me.control_reply(&req, mt::ABORT_REPLY, &json!({"status": "ok"})),
+                );
+                self.publish(me.status("idle", Some(&req.header)));
+            }
+            mt::SIGNAL_REQUEST => {
+                let reply = match signals::resolve(content.get("sig").unwrap_or(&Value::Null)) {
+                    Some(sig) => match signals::send_to_self(sig) {
+                        Ok(()) => json!({"status": "ok"}),
+                        Err(e) => errors::error_content("OSError", &e.to_string()),
+                    },
+                    None => errors::error_content(
+                        "AttributeError",
+                        &format!("bad signal {}", content.get("sig").unwrap_or(&Value::Null)),
+                    ),
+                };
+                // stock's nanny names the reply "_request" (it slices the wrong end of the
+                // type); clients match replies by parent msg_id, so we keep stock's bytes
+                self.send(Channel::Control, me.control_reply(&req, "_request", &reply));
+            }
+            "interrupt_request" => {
+                let _ = signals::send_to_self(libc::SIGINT);
+                self.send(
+                    Channel::Control,
+                    me.control_reply(&req, "interrupt_reply", &json!({"status": "ok"})),
+                );
+            }
+            mt::SHUTDOWN_REQUEST => self.shutdown(&req, &content),
+            "kernel_info_request" => self.kernel_info(&req),
+            other => tracing::warn!("unhandled control message type {other:?}, dropped"),
+        }
+    }
+
+    fn kernel_info(&self, req: &Request) {
+        let me = &self.shared.me;
+        let info = self
+            .shared
+            .kernel_info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.publish(me.status("busy", Some(&req.header)));
+        self.send(
+            req.channel,
+            me.control_reply(req, "kernel_info_reply", &info),
+        );
+        self.publish(me.status("idle", Some(&req.header)));
+    }
+
+    /// Control reply, IOPub `shutdown_reply` (the Hub unregisters us on seeing it), then a
+    /// `shutdown` item for the executor, and a fallback exit in case it never looks.
+    fn shutdown(&self, req: &Request, content: &Value) {
+        let me = &self.shared.me;
+        let restart = content
+            .get("restart")
+            .cloned()
+            .unwrap_or(Value::Bool(false));
+        let c = json!({"status": "ok", "restart": restart});
+        self.send(
+            Channel::Control,
+            me.control_reply(req, mt::SHUTDOWN_REPLY, &c),
+        );
+        self.publish(me.iopub(mt::SHUTDOWN_REPLY, &c, Some(&req.header), None, vec![]));
+        if self.shared.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.queue.push_front(Arc::new(Request::shutdown()));
+        if self.shared.exit_process {
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_secs(2));
+                tracing::warn!("executor did not stop within 2 s of shutdown_request, exiting");
+                std::process::exit(0);
+            });
+        }
+    }
+}
