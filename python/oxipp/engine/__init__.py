@@ -1,0 +1,1 @@
+"""The oxipp engine: a Rust runtime (sockets, heartbeat, control) driving a Python executor."""
