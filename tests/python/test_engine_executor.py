@@ -488,6 +488,14 @@ def test_execute_error_content_and_stop_on_error(ex, io):
     assert ex.stop_on_error is False
 
 
+def test_execute_input_raises_instead_of_blocking(ex):
+    saved = builtins.input
+    status, content_json, _, _ = ex.handle(exec_req("input('name? ')"))
+    assert status == "error"
+    assert json.loads(content_json)["ename"] == "StdinNotImplementedError"
+    assert builtins.input is saved
+
+
 def test_execute_syntax_error(ex):
     status, content_json, _, _ = ex.handle(exec_req("def broken(:"))
     assert status == "error"

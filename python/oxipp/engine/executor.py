@@ -27,6 +27,7 @@ Design points, each for a measured or stock-visible reason:
 from __future__ import annotations
 
 import builtins
+import getpass
 import json
 import logging
 import sys
@@ -311,7 +312,11 @@ class Executor:
                 dumps({"code": code, "execution_count": shell.execution_count}),
                 req,
             )
-        res = shell.run_cell(code, store_history=store_history, silent=silent)
+        saved_input = self._forbid_stdin()
+        try:
+            res = shell.run_cell(code, store_history=store_history, silent=silent)
+        finally:
+            builtins.input, getpass.getpass = saved_input
         err = res.error_before_exec if res.error_before_exec is not None else res.error_in_exec
 
         if res.success and not shell._last_traceback_during_displayhook:
@@ -336,6 +341,23 @@ class Executor:
         status = reply["status"]
         self.stop_on_error = status == "error" and not silent and stop_on_error is not False
         return (status, dumps(reply), [], True)
+
+    @staticmethod
+    def _forbid_stdin():
+        """Make ``input()``/``getpass()`` raise during a cell, as ipykernel does when the client
+        does not allow stdin (ipyparallel clients never do): an engine has no one to ask, and a
+        read from the process's stdin could block the engine forever."""
+        from IPython.core.error import StdinNotImplementedError
+
+        def no_input(*args, **kwargs):
+            raise StdinNotImplementedError(
+                "raw_input was called, but this frontend does not support input requests."
+            )
+
+        saved = (builtins.input, getpass.getpass)
+        builtins.input = no_input
+        getpass.getpass = no_input
+        return saved
 
     # --- the other shell requests (as ipykernel's IPythonKernel answers them) ---------------
 
