@@ -496,6 +496,16 @@ def test_execute_input_raises_instead_of_blocking(ex):
     assert builtins.input is saved
 
 
+def test_exit_in_a_cell_asks_the_engine_to_stop(engine):
+    executor, _ = engine
+    assert executor.exit_requested is False
+    status, content_json, _, _ = executor.handle(exec_req("exit()"))
+    assert status == "ok"
+    assert json.loads(content_json)["payload"] == [{"source": "ask_exit", "keepkernel": False}]
+    assert executor.exit_requested is True
+    executor.shell.exit_now = False  # the module's executor keeps serving the other tests
+
+
 def test_execute_syntax_error(ex):
     status, content_json, _, _ = ex.handle(exec_req("def broken(:"))
     assert status == "error"

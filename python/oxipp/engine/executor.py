@@ -193,6 +193,13 @@ class Executor:
             )
         return shell
 
+    @property
+    def exit_requested(self) -> bool:
+        """True once user code called ``exit()``/``quit()`` in a cell: the app should shut the
+        engine down after sending the reply (a stock engine stops its kernel loop then)."""
+        shell = self._shell
+        return bool(shell is not None and shell.exit_now)
+
     def install_streams(self) -> None:
         """Point ``sys.stdout``/``sys.stderr``/``sys.displayhook`` at this engine's IOPub."""
         if self._saved_streams is None:

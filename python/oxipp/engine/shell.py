@@ -89,6 +89,17 @@ class EngineShell(InteractiveShell):
         # ``obj?``, %pdoc, … go back in the reply's payload instead of spawning a pager
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
 
+    keepkernel_on_exit = False
+
+    def ask_exit(self):
+        """``exit()``/``quit()`` in a cell: ipykernel's behaviour (an ``ask_exit`` payload and
+        ``exit_now``); the engine loop reads ``Executor.exit_requested`` and shuts down, as a
+        stock engine's kernel stops its loop."""
+        self.exit_now = not self.keepkernel_on_exit
+        self.payload_manager.write_payload(
+            {"source": "ask_exit", "keepkernel": self.keepkernel_on_exit}
+        )
+
     def run_cell(self, *args, **kwargs):
         self._last_traceback = None
         self._last_traceback_during_displayhook = False
