@@ -209,7 +209,8 @@ class Executor:
         sys.displayhook = self.displayhook
 
     def close(self) -> None:
-        """Undo the process-wide changes made by the constructor (streams, ``__main__``)."""
+        """Undo the process-wide changes made by the executor (streams, ``__main__``, the
+        shell registered as IPython's running instance)."""
         if self._saved_streams is not None:
             sys.stdout, sys.stderr, sys.displayhook = self._saved_streams
             self._saved_streams = None
@@ -217,6 +218,10 @@ class Executor:
             if sys.modules.get("__main__") is self.user_module and self._saved_main is not None:
                 sys.modules["__main__"] = self._saved_main
             self._installed_main = False
+        if self._shell is not None:
+            from .shell import unregister_singleton
+
+            unregister_singleton(self._shell)
         if datapub._current is self.data_pub:
             datapub.set_current(None)
         if stock_helpers._user_ns is self.user_ns:

@@ -134,6 +134,14 @@ def _register_singleton(shell) -> None:
             cls._instance = shell
 
 
+def unregister_singleton(shell) -> None:
+    """Undo :func:`_register_singleton` (``Executor.close``): later code in the process must not
+    find a shell whose executor is gone."""
+    for cls in type(shell).__mro__:
+        if cls.__dict__.get("_instance") is shell:
+            cls._instance = None
+
+
 def create_shell(io, context, user_module, data_pub) -> EngineShell:
     """Build the engine's shell over ``user_module`` (whose ``__dict__`` is the namespace)."""
     config = Config()
