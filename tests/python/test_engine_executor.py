@@ -576,6 +576,22 @@ def test_output_from_other_threads_follows_the_request(ex, io):
     assert all(e[3] is req for e in io.events if e[0] == "stream")
 
 
+def test_stream_text_the_runtime_refuses_is_repaired():
+    class StrictIO(RecordingIO):
+        def stream(self, name, text, parent):
+            text.encode("utf-8")  # what PyO3 does to a str crossing into Rust
+            super().stream(name, text, parent)
+
+    from oxipp.engine.outstream import OutStream, RequestContext
+
+    io = StrictIO()
+    out = OutStream("stdout", io, RequestContext(), fallback=None)
+    assert out.write("bad \udcff name") == len("bad \udcff name")
+    assert io.text("stdout") == "bad \\udcff name"
+    with pytest.raises(TypeError):
+        out.write(b"bytes")
+
+
 def test_publish_data_oxipp(ex, io):
     req = stock_apply(M["publish_oxipp"], 3)
     assert result_of(ex.handle(req)) == 3

@@ -71,13 +71,27 @@ class OutStream(_io.TextIOBase):
             try:
                 self._io.stream(self.name, s, self._context.parent)
             except Exception:
-                fb = self._fallback
-                if fb is not None:
-                    try:
-                        fb.write(s)
-                    except Exception:
-                        pass
+                self._write_fallback(s)
         return len(s)
+
+    def _write_fallback(self, s: str) -> None:
+        """The runtime refused ``s``: retry once as valid UTF-8 (lone surrogates, e.g. from
+        undecodable file names, cannot cross into Rust), else write to the original stream."""
+        try:
+            self._io.stream(
+                self.name,
+                s.encode("utf-8", "backslashreplace").decode("utf-8"),
+                self._context.parent,
+            )
+            return
+        except Exception:
+            pass
+        fb = self._fallback
+        if fb is not None:
+            try:
+                fb.write(s)
+            except Exception:
+                pass
 
     def writelines(self, lines) -> None:
         for line in lines:

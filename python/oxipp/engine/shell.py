@@ -75,6 +75,10 @@ class EngineShell(InteractiveShell):
     displayhook_class = EngineDisplayHook
     display_pub_class = EngineDisplayPublisher
 
+    # ZMQInteractiveShell's attribute: libraries test ``get_ipython().kernel is not None`` to
+    # find a Jupyter kernel; an oxipp engine has no ipykernel Kernel object
+    kernel = None
+
     # set by create_shell right after construction; nothing publishes during __init__
     _oxipp_io = None
     _oxipp_context = None
