@@ -15,6 +15,7 @@
 #   --out DIR           where run-<i>/junit.xml and run-<i>/pytest.log go
 #                       (default: target/compat/<label>-<timestamp>)
 #   --timeout S         pytest-timeout per test, thread method (default 120)
+#   --stall S           end a run whose log has not grown for S seconds (default 2.5 x timeout)
 #   --no-xdist          run in-process; a timeout then kills the whole run (see README)
 # Any other argument is passed to pytest (e.g. -k, -x, -v).
 #
@@ -36,6 +37,7 @@ modules=""
 nodeids=""
 out=""
 timeout=120
+stall=""
 xdist=1
 pytest_extra=()
 
@@ -58,6 +60,8 @@ while (($#)); do
         --out=*) out="${1#*=}" ;;
         --timeout) (($# >= 2)) || die "--timeout needs seconds"; timeout="$2"; shift ;;
         --timeout=*) timeout="${1#*=}" ;;
+        --stall) (($# >= 2)) || die "--stall needs seconds"; stall="$2"; shift ;;
+        --stall=*) stall="${1#*=}" ;;
         --no-xdist) xdist=0 ;;
         -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         --) shift; pytest_extra+=("$@"); break ;;
@@ -66,6 +70,9 @@ while (($#)); do
     shift
 done
 [[ "$repeat" =~ ^[1-9][0-9]*$ ]] || die "--repeat must be a positive integer, got '$repeat'"
+[[ "$timeout" =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer, got '$timeout'"
+stall="${stall:-$((timeout * 5 / 2))}"
+[[ "$stall" =~ ^[1-9][0-9]*$ ]] || die "--stall must be a positive integer, got '$stall'"
 
 [[ -x "$py" ]] || die "no venv at $venv (run: bash scripts/setup.sh)"
 "$py" -c 'import ipyparallel, pytest_timeout' 2>/dev/null \
@@ -128,8 +135,10 @@ xdist_args=()
 if ((xdist)); then
     # One worker process, so the suite runs in order as usual, but a test that hits the
     # pytest-timeout (thread method = os._exit) only takes its worker down: xdist reports it
-    # as failed, starts a new worker and the run (and its junit XML) goes on.
-    xdist_args=(-n 1 --dist loadfile --max-worker-restart 50)
+    # as failed, starts a new worker and the run (and its junit XML) goes on. `--dist load`,
+    # not loadfile: after a crash loadfile fails the crashed file's remaining tests and was
+    # seen to hang at the end of the run (xdist 3.x).
+    xdist_args=(-n 1 --dist load --max-worker-restart 50)
 fi
 
 # Run from an empty folder, so nothing there can shadow the installed package, with an ini file
@@ -180,11 +189,34 @@ for ((i = 1; i <= repeat; i++)); do
             -c "$work/pytest.ini" --rootdir "$site" \
             --timeout "$timeout" --timeout-method thread \
             "${xdist_args[@]}" \
-            -ra --durations 10 --color=no \
+            -v -ra --durations 10 --color=no \
             --junit-xml "$rundir/junit.xml" \
             "${pytest_extra[@]}"
-    ) 2>&1 | tee "$rundir/pytest.log"
-    rc=${PIPESTATUS[0]}
+    ) >"$rundir/pytest.log" 2>&1 &
+    pytest_pid=$!
+    tail -n +1 -f --pid="$pytest_pid" "$rundir/pytest.log" &
+    tail_pid=$!
+    # Stall watchdog: -v prints a line per test and pytest-timeout ends any test after
+    # $timeout s, so a log that stops growing for $stall s means the run itself is stuck
+    # (seen: xdist waiting forever after a worker crash). End it rather than hang CI.
+    last_size=-1
+    quiet=0
+    while kill -0 "$pytest_pid" 2>/dev/null; do
+        sleep 5
+        size=$(stat -c %s "$rundir/pytest.log" 2>/dev/null || echo 0)
+        if [[ "$size" == "$last_size" ]]; then quiet=$((quiet + 5)); else quiet=0; fi
+        last_size=$size
+        if ((quiet >= stall)); then
+            echo "run_stock_suite: ERROR: no output for $stall s; ending this run (stuck)" \
+                | tee -a "$rundir/pytest.log"
+            kill -TERM "$pytest_pid" 2>/dev/null || true
+            reap_leftovers "$run_id"
+            break
+        fi
+    done
+    wait "$pytest_pid"
+    rc=$?
+    wait "$tail_pid" 2>/dev/null
     set -e
     echo "run_stock_suite: run $i/$repeat finished: pytest exit $rc in $(($(date +%s) - start)) s; junit: $rundir/junit.xml"
     reap_leftovers "$run_id"
