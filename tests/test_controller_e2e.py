@@ -14,9 +14,9 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from clusters import Cluster, wait_for
 
 ipp = pytest.importorskip("ipyparallel")
 
@@ -55,66 +55,6 @@ def identity(x):
 @ipp.interactive
 def seven():
     return 7
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Cluster:
-    """Our controller plus stock engines on a private profile directory."""
-
-    def __init__(self, oxipp_bin: Path, profile_dir: Path):
-        self.bin = oxipp_bin
-        self.profile_dir = profile_dir
-        self.controller: subprocess.Popen | None = None
-        self.engines: list[subprocess.Popen] = []
-
-    @property
-    def client_file(self) -> Path:
-        return self.profile_dir / "security" / "ipcontroller-client.json"
-
-    @property
-    def engine_file(self) -> Path:
-        return self.profile_dir / "security" / "ipcontroller-engine.json"
-
-    def start_controller(self, *args: str) -> subprocess.Popen:
-        cmd = [str(self.bin), "controller", f"--profile-dir={self.profile_dir}", "--ping=200"]
-        cmd += args
-        log = open(self.profile_dir.parent / "controller.log", "ab")
-        self.controller = subprocess.Popen(cmd, stdout=log, stderr=log)
-        wait_for(
-            lambda: self.client_file.exists() and self.engine_file.exists(), 10, "connection files"
-        )
-        return self.controller
-
-    def start_engine(self, *args: str) -> subprocess.Popen:
-        cmd = [
-            sys.executable,
-            "-m",
-            "ipyparallel.engine",
-            f"--profile-dir={self.profile_dir}",
-            *args,
-        ]
-        log = open(self.profile_dir.parent / f"engine{len(self.engines)}.log", "ab")
-        p = subprocess.Popen(cmd, stdout=log, stderr=log)
-        self.engines.append(p)
-        return p
-
-    def client(self) -> ipp.Client:
-        return ipp.Client(profile_dir=str(self.profile_dir), timeout=10)
-
-    def stop(self):
-        for p in [*self.engines, self.controller]:
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait(5)
 
 
 @pytest.fixture

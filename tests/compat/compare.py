@@ -14,8 +14,8 @@ one. ``--write-failed FILE`` writes the baseline tests that did not pass, one no
 for ``run_stock_suite.sh --nodeids FILE``; ``--rerun XML`` then reads that rerun: a test that
 failed in the runs but passed in the rerun counts as passed and is reported as FLAKY, so a
 timing-sensitive test on a loaded machine does not fail CI while a real regression (failing
-twice) still does. ``--write-baseline`` does the same over stock runs to produce the baseline: tests that did
-not pass in all of them are left out and printed as flaky candidates.
+twice) still does. ``--write-baseline`` does the same over stock runs to produce the baseline:
+tests that did not pass in all of them are left out and printed as flaky candidates.
 """
 
 from __future__ import annotations
