@@ -33,6 +33,12 @@ class Kind:
     # The oxipp executable (another build can be compared with --oxipp-bin).
     binary: Path = OXIPP_BIN
 
+    @property
+    def engine_module(self) -> str:
+        """Which engines part (a) starts: `oxipp-engines` is the oxipp controller with oxipp
+        engines; the other two run stock engines."""
+        return "oxipp.engine" if self.name == "oxipp-engines" else "ipyparallel.engine"
+
     def argv(self, profile_dir: Path, ping_ms: int, extra: list[str]) -> list[str]:
         flags = [f"--profile-dir={profile_dir}", f"--ping={ping_ms}", *extra]
         if self.name == "stock":
@@ -59,7 +65,7 @@ class Kind:
     def version(self) -> str:
         """What ran: the version string, plus for oxipp the build time of the binary (the
         version is the stock one it is compatible with, so it says nothing about the build)."""
-        if self.name == "oxipp":
+        if self.name != "stock":
             built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.binary.stat().st_mtime))
             return f"{self._version_output()} (binary built {built}, repo at {git_head()})"
         return self._version_output()

@@ -63,7 +63,7 @@ def _tasks(raw: dict) -> str:
 METRICS = [
     Metric(
         "a.register",
-        "(a) stock engines registered",
+        "(a) engines registered (start to ready)",
         "s",
         False,
         "client",
@@ -78,6 +78,17 @@ METRICS = [
         "client",
         lambda r: num(dig(r, "apply_latency", "median_ms")),
         lambda r: f"{dig(r, 'apply_latency', 'n')} calls",
+    ),
+    Metric(
+        "a.engine_cpu",
+        "(a) engine CPU per no-op apply (whole process)",
+        "µs",
+        False,
+        "client",
+        lambda r: num(dig(r, "apply_latency", "engine_cpu_us_per_apply")),
+        lambda r: f"{dig(r, 'apply_latency', 'n')} calls, {r.get('engine_module')}",
+        "oxipp engine ≤ 25 µs",
+        lambda v, r: v <= 25 if r.get("engine_module") == "oxipp.engine" else None,
     ),
     Metric(
         "a.lb_map",
@@ -216,8 +227,10 @@ def build_rows(results: dict[str, dict], names: list[str]) -> list[dict]:
                 cell["goal_met"] = m.goal_met(cell["value"], raw)
             row["cells"][name] = cell
         s = row["cells"].get("stock", {}).get("value")
-        o = row["cells"].get("oxipp", {}).get("value")
-        row["ratio"] = ratio(m, s, o)
+        row["ratios"] = {
+            name: ratio(m, s, row["cells"][name]["value"]) for name in names if name != "stock"
+        }
+        row["ratio"] = row["ratios"].get("oxipp")
         rows.append(row)
     return rows
 
@@ -235,8 +248,8 @@ def _first_error(raw: dict, m: Metric) -> str | None:
 def markdown(rows: list[dict], names: list[str], header: str) -> str:
     """The Markdown table, with errors as numbered footnotes so the table stays narrow."""
     cols = ["Benchmark", "unit", *names]
-    if "stock" in names and "oxipp" in names:
-        cols.append("oxipp vs stock (×, >1 = oxipp better)")
+    compared = [n for n in names if n != "stock"] if "stock" in names else []
+    cols += [f"{n} vs stock (×, >1 = better)" for n in compared]
     cols += ["goal", "what ran"]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     notes: list[str] = []  # distinct errors; a broken controller fails many rows the same way
@@ -258,8 +271,8 @@ def markdown(rows: list[dict], names: list[str], header: str) -> str:
                 cells.append(f"n/a [{n}]" if c["error"].startswith("not run") else f"error [{n}]")
             if c["ran"]:
                 ran.append(f"{name}: {c['ran']}")
-        if "stock" in names and "oxipp" in names:
-            r = row["ratio"]
+        for n in compared:
+            r = row["ratios"].get(n)
             cells.append(f"{r:.2f}×" if r is not None else "—")
         cells += [row["goal"], "; ".join(ran)]
         lines.append("| " + " | ".join(cells) + " |")

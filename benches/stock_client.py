@@ -1,4 +1,5 @@
-"""Part (a): what a user of stock ipyparallel sees, against whichever controller is running.
+"""Part (a): what a user of stock ipyparallel sees, against whichever controller is running,
+with stock engines or oxipp engines (--engine-module).
 
 Run by run.py as a separate process (its own process group, with the stock engines it starts),
 so that a controller that wedges the client cannot wedge the harness, and killing the group
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,11 +29,11 @@ def noop(*args):
     return None
 
 
-def start_engines(profile_dir: str, n: int, log_dir: Path) -> list[subprocess.Popen]:
+def start_engines(profile_dir: str, n: int, log_dir: Path, module: str) -> list[subprocess.Popen]:
     procs = []
     for i in range(n):
         log = open(log_dir / f"engine-{i}.log", "ab")  # noqa: SIM115 - lives as long as the engine
-        argv = [sys.executable, "-m", "ipyparallel.engine", f"--profile-dir={profile_dir}"]
+        argv = [sys.executable, "-m", module, f"--profile-dir={profile_dir}"]
         procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
     return procs
 
@@ -58,20 +60,30 @@ def measure(results: dict, key: str, fn) -> None:
         traceback.print_exc()
 
 
-def apply_latency(rc, n: int, timeout: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def apply_latency(rc, n: int, timeout: float, engine_pid: int) -> dict:
     dv = rc[rc.ids[0]]
     for _ in range(min(20, n)):
         dv.apply_async(noop).get(timeout=timeout)
     samples = []
+    cpu0 = cpu_seconds(engine_pid)
     for _ in range(n):
         t = time.perf_counter()
         dv.apply_async(noop).get(timeout=timeout)
         samples.append((time.perf_counter() - t) * 1e3)
+    engine_cpu = cpu_seconds(engine_pid) - cpu0
     samples.sort()
     return {
         "n": n,
         "median_ms": statistics.median(samples),
         "p99_ms": samples[min(len(samples) - 1, int(0.99 * len(samples)))],
+        # the whole engine process (every thread) per round trip, at clock-tick resolution
+        "engine_cpu_us_per_apply": engine_cpu / n * 1e6,
     }
 
 
@@ -122,19 +134,25 @@ def main() -> int:
     p.add_argument("--array-mb", type=int, default=100)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300.0, help="per measurement")
+    p.add_argument(
+        "--engine-module",
+        default="ipyparallel.engine",
+        help="engines to start: ipyparallel.engine (stock) or oxipp.engine",
+    )
     a = p.parse_args()
 
     url_file = Path(a.profile_dir) / "security" / "ipcontroller-client.json"
-    results: dict = {"engines": a.engines}
+    results: dict = {"engines": a.engines, "engine_module": a.engine_module}
     engines: list[subprocess.Popen] = []
     rc = None
     try:
         rc = ipp.Client(str(url_file), timeout=30)
         t = time.perf_counter()
-        engines = start_engines(a.profile_dir, a.engines, Path(a.profile_dir))
+        engines = start_engines(a.profile_dir, a.engines, Path(a.profile_dir), a.engine_module)
         rc.wait_for_engines(a.engines, timeout=120)
         results["register_s"] = time.perf_counter() - t
-        measure(results, "apply_latency", lambda: apply_latency(rc, a.latency_n, a.timeout))
+        pid0 = rc[rc.ids[0]].apply_sync(os.getpid)
+        measure(results, "apply_latency", lambda: apply_latency(rc, a.latency_n, a.timeout, pid0))
         measure(results, "lb_map", lambda: lb_map(rc, a.map_n, a.timeout))
         measure(results, "push_pull", lambda: push_pull(rc, a.array_mb, a.repeats, a.timeout))
     except Exception as e:  # noqa: BLE001 - reported, not raised: the harness reads stdout
