@@ -131,7 +131,10 @@ compat_run() {
     "$py" tests/compat/compare.py "$dir/run-1/junit.xml" --rerun "$dir/rerun/run-1/junit.xml"
 }
 # Each configuration runs the whole suite OXIPP_COMPAT_RUNS times; a failing run ends it.
-compat_configs=("oxipp-controller|stock suite, oxipp controller + stock engines|")
+compat_configs=(
+    "oxipp-controller|stock suite, oxipp controller + stock engines|"
+    "oxipp-engines|stock suite, oxipp controller + oxipp engines|$py -m oxipp.engine"
+)
 for config in "${compat_configs[@]}"; do
     IFS='|' read -r label title engine <<<"$config"
     for ((i = 1; i <= compat_runs; i++)); do
