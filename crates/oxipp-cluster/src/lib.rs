@@ -7,5 +7,6 @@
 //! oxipp.controller …`), which calls it through the `oxipp._oxipp` extension module.
 
 pub mod cli;
+pub mod local;
 
 pub use cli::cli_main;

@@ -2,8 +2,7 @@
 //!
 //! An engine runs user Python code, so it is a Python process (`python -m oxipp.engine`); this
 //! subcommand only execs it, so that launchers and users have one `oxipp` front door. The
-//! interpreter is `$OXIPP_PYTHON` if set (launchers set it to the interpreter with oxipp
-//! installed), else `python3` from `PATH`.
+//! interpreter is chosen by [`python`].
 
 use clap::Args;
 
@@ -21,12 +20,26 @@ pub struct EngineArgs {
     pub args: Vec<String>,
 }
 
-/// The interpreter engines run under.
+/// The interpreter engines run under: `$OXIPP_PYTHON`; else this process when it is Python
+/// (the command line came in through `python -m oxipp`); else the active virtualenv's python;
+/// else `python3` from `PATH`.
 pub fn python() -> String {
-    std::env::var("OXIPP_PYTHON")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "python3".into())
+    if let Some(p) = std::env::var("OXIPP_PYTHON").ok().filter(|s| !s.is_empty()) {
+        return p;
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("python") {
+            return exe.display().to_string();
+        }
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
+        let p = std::path::Path::new(&venv).join("bin").join("python");
+        if p.exists() {
+            return p.display().to_string();
+        }
+    }
+    "python3".into()
 }
 
 impl EngineArgs {

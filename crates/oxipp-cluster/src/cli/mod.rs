@@ -1,13 +1,19 @@
 //! The `oxipp` command line: one module per subcommand, each with a clap `Args` struct and a
 //! `run(self) -> i32` that returns the process exit code.
 //!
-//! Subcommands mirror the stock tools: `oxipp controller` is `ipcontroller`; `start`, `stop`,
-//! `list`, `engines` and `clean` (from `ipcluster`) come next; `oxipp engine` is `ipengine`.
+//! Subcommands mirror the stock tools: `oxipp controller` is `ipcontroller`, `oxipp engine` is
+//! `ipengine`, and `start`, `stop`, `list`, `engines`, `clean` are `ipcluster`'s.
 
 use clap::{Parser, Subcommand};
 
+pub mod add_engines;
+pub mod clean;
 pub mod controller;
 pub mod engine;
+pub mod list;
+pub mod start;
+pub mod stop;
+pub mod where_;
 
 /// IPython Parallel with a Rust core, wire-compatible with ipyparallel 9.x.
 #[derive(Debug, Parser)]
@@ -21,6 +27,11 @@ pub struct Cli {
 pub enum Command {
     Controller(controller::ControllerArgs),
     Engine(engine::EngineArgs),
+    Start(start::StartArgs),
+    Stop(stop::StopArgs),
+    List(list::ListArgs),
+    Engines(add_engines::EnginesArgs),
+    Clean(clean::CleanArgs),
 }
 
 impl Command {
@@ -29,6 +40,11 @@ impl Command {
         match self {
             Command::Controller(args) => args.run(),
             Command::Engine(args) => args.run(),
+            Command::Start(args) => args.run(),
+            Command::Stop(args) => args.run(),
+            Command::List(args) => args.run(),
+            Command::Engines(args) => args.run(),
+            Command::Clean(args) => args.run(),
         }
     }
 }
