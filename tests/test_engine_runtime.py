@@ -386,3 +386,15 @@ def test_binding_in_process(cluster):
             wait_for(lambda: rc.ids == [], 10, "unregistration after close()")
     finally:
         rt.close()
+
+
+def test_sigkill_through_send_signal_is_answered_then_kills(cluster):
+    """Stock's nanny answers signal_request from another process; ours replies before the
+    signal lands, so a blocking send_signal(SIGKILL) returns instead of hanging."""
+    cluster.start_controller()
+    engine = cluster.start_engine()
+    with cluster.client() as rc:
+        rc.wait_for_engines(1, timeout=20)
+        rc.send_signal(signal.SIGKILL, targets=rc.ids, block=True)
+        assert engine.wait(10) == -signal.SIGKILL
+        wait_for(lambda: rc.ids == [], 15, "the dead engine to be unregistered")

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use oxipp_wire::replay::DigestHistory;
 use oxipp_wire::signing::Verdict;
 use oxipp_wire::sockets::{recv_frames, send_frames, Socket};
-use oxipp_wire::{errors, msg_types as mt, Frame, Message};
+use oxipp_wire::{msg_types as mt, Frame, Message};
 use serde_json::{json, Value};
 
 use crate::queue::{Channel, Kind, Request};
@@ -267,19 +267,22 @@ impl Io {
                 self.publish(me.status("idle", Some(&req.header)));
             }
             mt::SIGNAL_REQUEST => {
-                let reply = match signals::resolve(content.get("sig").unwrap_or(&Value::Null)) {
-                    Some(sig) => match signals::send_to_self(sig) {
-                        Ok(()) => json!({"status": "ok"}),
-                        Err(e) => errors::error_content("OSError", &e.to_string()),
-                    },
-                    None => errors::error_content(
-                        "AttributeError",
-                        &format!("bad signal {}", content.get("sig").unwrap_or(&Value::Null)),
+                let sig = content.get("sig").unwrap_or(&Value::Null);
+                let (reply, deliver) = match signals::resolve(sig) {
+                    Some(n) => (json!({"status": "ok"}), Some(n)),
+                    None => (
+                        engine_error("AttributeError", &format!("bad signal {sig}")),
+                        None,
                     ),
                 };
                 // stock's nanny names the reply "_request" (it slices the wrong end of the
-                // type); clients match replies by parent msg_id, so we keep stock's bytes
+                // type); clients match replies by parent msg_id, so we keep stock's bytes.
+                // The reply goes first: stock's nanny answers from another process, so a client
+                // waiting for it after SIGKILL gets it; here the signal may end us.
                 self.send(Channel::Control, me.control_reply(&req, "_request", &reply));
+                if let Some(n) = deliver {
+                    signals::deliver(n);
+                }
             }
             "interrupt_request" => {
                 let _ = signals::send_to_self(libc::SIGINT);
@@ -336,4 +339,16 @@ impl Io {
             });
         }
     }
+}
+
+/// Error content for a control request that failed here, shaped like stock's `wrap_exception`
+/// in the nanny (empty `engine_info`: no IOPub output follows).
+fn engine_error(ename: &str, evalue: &str) -> Value {
+    json!({
+        "status": "error",
+        "ename": ename,
+        "evalue": evalue,
+        "traceback": [format!("{ename}: {evalue}")],
+        "engine_info": {},
+    })
 }

@@ -6,9 +6,13 @@
 /// Resolves an int or a name (`"SIGINT"`, `"INT"`) to a signal number.
 pub fn resolve(sig: &serde_json::Value) -> Option<i32> {
     if let Some(n) = sig.as_i64() {
-        return i32::try_from(n).ok().filter(|n| *n > 0 && *n < 65);
+        // 0 is valid: kill(pid, 0) only checks the process exists (%px --signal-on-interrupt 0)
+        return i32::try_from(n).ok().filter(|n| (0..65).contains(n));
     }
     let name = sig.as_str()?;
+    if let Ok(n) = name.parse::<i64>() {
+        return resolve(&serde_json::Value::from(n));
+    }
     let name = name.strip_prefix("SIG").unwrap_or(name);
     Some(match name {
         "HUP" => libc::SIGHUP,
@@ -26,6 +30,26 @@ pub fn resolve(sig: &serde_json::Value) -> Option<i32> {
         "PIPE" => libc::SIGPIPE,
         _ => return None,
     })
+}
+
+/// Delivers `sig` to this process on behalf of a `signal_request` whose reply was just queued.
+/// SIGINT (the common case: interrupt the running task) and 0 go at once; any other signal may
+/// end the process before libzmq has sent the reply, so it is sent 100 ms later from a helper
+/// thread.
+pub fn deliver(sig: i32) {
+    if sig == 0 || sig == libc::SIGINT {
+        if let Err(e) = send_to_self(sig) {
+            tracing::warn!("signal {sig} failed: {e}");
+        }
+        return;
+    }
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        tracing::info!("delivering signal {sig} to this process");
+        if let Err(e) = send_to_self(sig) {
+            tracing::warn!("signal {sig} failed: {e}");
+        }
+    });
 }
 
 /// Sends `sig` to this process.
@@ -49,6 +73,8 @@ mod tests {
         assert_eq!(super::resolve(&json!("SIGINT")), Some(libc::SIGINT));
         assert_eq!(super::resolve(&json!("TERM")), Some(libc::SIGTERM));
         assert_eq!(super::resolve(&json!(2)), Some(2));
+        assert_eq!(super::resolve(&json!(0)), Some(0));
+        assert_eq!(super::resolve(&json!("0")), Some(0));
         assert_eq!(super::resolve(&json!("SIGNOPE")), None);
         assert_eq!(super::resolve(&json!(-3)), None);
         assert_eq!(super::resolve(&json!(null)), None);

@@ -475,3 +475,26 @@ fn watchdog_stops_the_engine_when_the_controller_goes_away() {
         .expect("watchdog fired");
     assert_eq!(r.kind, oxipp_engine::Kind::Shutdown);
 }
+
+#[test]
+fn signal_request_replies_like_the_stock_nanny() {
+    let ctl = TestController::start();
+    let (client, e) = started(&ctl, None);
+    for (sig, status) in [
+        (json!(0), "ok"),
+        (json!("0"), "ok"),
+        (json!("SIGNOPE"), "error"),
+    ] {
+        let m = client.msg(
+            vec![fr(e.rt.uuid.as_bytes())],
+            mt::SIGNAL_REQUEST,
+            json!({}),
+            json!({ "sig": sig }),
+            vec![],
+        );
+        client.send(&client.control, &m);
+        let r = client.reply_to(&client.control, &msg_id(&m), DEADLINE);
+        assert_eq!(msg_type(&r), "_request", "stock nanny's reply type");
+        assert_eq!(content(&r)["status"], status, "{sig}");
+    }
+}

@@ -299,5 +299,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngineRuntime>()?;
     m.add_class::<PyRequest>()?;
     m.add_function(wrap_pyfunction!(resolve_profile_dir, m)?)?;
+    // what `--version` prints: stock tooling checks for the ipyparallel version
+    m.add("COMPAT_VERSION", oxipp_wire::COMPAT_VERSION)?;
     Ok(())
 }

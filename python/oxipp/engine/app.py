@@ -159,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     if "--version" in argv:
-        from oxipp import __version__
+        # stock tooling (test_apps) expects the ipyparallel version we are compatible with
+        from oxipp._oxipp import COMPAT_VERSION
 
-        print(__version__)
+        print(COMPAT_VERSION)
         return 0
     opts = parse_args(argv)
     logging.basicConfig(
