@@ -209,7 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Completed registration with id %i", rt.id)
     ex = None
     try:
-        ex = executor_class(rt, rt.id, rt.uuid)
+        if opts.shell_config:
+            try:
+                ex = executor_class(rt, rt.id, rt.uuid, shell_config=opts.shell_config)
+            except TypeError:  # an executor without shell configuration ($OXIPP_ENGINE_EXECUTOR)
+                ex = executor_class(rt, rt.id, rt.uuid)
+        else:
+            ex = executor_class(rt, rt.id, rt.uuid)
+        run_startup = getattr(ex, "run_startup_files", None)
+        if callable(run_startup):
+            run_startup(connection.profile_dir(opts))
         serve(rt, ex)
     except (KeyboardInterrupt, SystemExit):
         pass

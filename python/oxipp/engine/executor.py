@@ -30,6 +30,7 @@ import builtins
 import getpass
 import json
 import logging
+import os
 import sys
 import traceback
 import types
@@ -90,6 +91,7 @@ class Executor:
         *,
         redirect_output: bool = True,
         install_main: bool = True,
+        shell_config: dict | None = None,
     ):
         self.io = io
         self.engine_id = engine_id
@@ -103,6 +105,7 @@ class Executor:
             "execute": {"engine_uuid": engine_uuid, "engine_id": engine_id, "method": "execute"},
         }
         self._shell = None
+        self._shell_config = dict(shell_config or {})
 
         self.user_module = types.ModuleType(
             "__main__", doc="Automatically created module for the oxipp engine's user namespace"
@@ -189,9 +192,32 @@ class Executor:
             from .shell import create_shell
 
             shell = self._shell = create_shell(
-                self.io, self._context, self.user_module, self.data_pub
+                self.io, self._context, self.user_module, self.data_pub, self._shell_config
             )
         return shell
+
+    def run_startup_files(self, profile_dir: str | None) -> None:
+        """Runs what IPython runs when a shell starts, as a stock engine does after it
+        registered: ``$PYTHONSTARTUP`` and ``<profile>/startup/*.py|*.ipy``, in the user
+        namespace. Only builds the shell (importing IPython) when there is something to run,
+        so a plain engine stays quick to start."""
+        files = []
+        if profile_dir:
+            startup = os.path.join(profile_dir, "startup")
+            if os.path.isdir(startup):
+                files += sorted(
+                    os.path.join(startup, f)
+                    for f in os.listdir(startup)
+                    if f.endswith((".py", ".ipy"))
+                )
+        env_file = os.environ.get("PYTHONSTARTUP")
+        if env_file and os.path.isfile(env_file):
+            files.append(env_file)
+        for path in files:
+            if path.endswith(".ipy"):
+                self.shell.safe_execfile_ipy(path)
+            else:
+                self.shell.safe_execfile(path, self.user_ns, raise_exceptions=False)
 
     @property
     def exit_requested(self) -> bool:

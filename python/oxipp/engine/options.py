@@ -116,6 +116,9 @@ class EngineOptions:
     session_id: str | None = None
     username: str | None = None
     keyfile: str | None = None
+    #: ``--InteractiveShell.<trait>=value`` (and ZMQInteractiveShell's): applied to the engine's
+    #: IPython shell, e.g. ``colors=nocolor``, which the stock test suite passes
+    shell_config: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -177,6 +180,8 @@ def parse_args(argv: list[str]) -> EngineOptions:
                 cls = name.split(".", 1)[0]
                 if name in TRAITS:
                     _convert(opts, TRAITS[name], _literal(value))
+                elif cls in ("InteractiveShell", "ZMQInteractiveShell"):
+                    opts.shell_config[name.split(".", 1)[1]] = _literal(value)
                 elif cls in KNOWN_CLASSES:
                     opts.warnings.append(f"--{name} is accepted but has no effect in oxipp")
                 else:

@@ -88,6 +88,10 @@ class EngineShell(InteractiveShell):
     def init_virtualenv(self):
         """No virtualenv detection: an engine runs in the interpreter it was started with."""
 
+    def enable_gui(self, gui=None):
+        """``%matplotlib inline`` / ``%pylab inline`` ask for a GUI event loop; like
+        ipykernel's shell, an engine needs none (the base class raises NotImplementedError)."""
+
     def init_hooks(self):
         super().init_hooks()
         # ``obj?``, %pdoc, … go back in the reply's payload instead of spawning a pager
@@ -146,9 +150,13 @@ def unregister_singleton(shell) -> None:
             cls._instance = None
 
 
-def create_shell(io, context, user_module, data_pub) -> EngineShell:
-    """Build the engine's shell over ``user_module`` (whose ``__dict__`` is the namespace)."""
+def create_shell(io, context, user_module, data_pub, shell_config=None) -> EngineShell:
+    """Build the engine's shell over ``user_module`` (whose ``__dict__`` is the namespace).
+
+    ``shell_config`` holds ``InteractiveShell`` traits from the command line (``colors``, …)."""
     config = Config()
+    for trait, value in (shell_config or {}).items():
+        config.InteractiveShell[trait] = value
     # engines keep history in memory, as stock engines do: N engines must not share one sqlite
     config.HistoryManager.hist_file = ":memory:"
     shell = EngineShell(user_module=user_module, config=config)
