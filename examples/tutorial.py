@@ -11,7 +11,9 @@ one, runs this, and stops it). Exits non-zero if any cell fails unexpectedly.
 
     python examples/tutorial.py [--profile-dir DIR] [--cluster-id ID] [--module ipyparallel]
 
-`--module ipyparallel` runs the same cells with stock ipyparallel, for comparison.
+`--module ipyparallel` runs the same cells with the stock client, for comparison (the
+`bind_kernel` cell runs on the engines, where `oxipp.bind_kernel` serves oxipp engines and
+defers to stock's on stock engines).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ CELLS: list[tuple[str, str | None]] = [
     (
         """
         %%px
-        from MODULE import bind_kernel
+        from oxipp import bind_kernel
         bind_kernel()
         """,
         None,

@@ -11,4 +11,25 @@ controller with ipcontroller's arguments. The client API arrives in later releas
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "bind_kernel"]
+
+
+def bind_kernel(**kwargs):
+    """Make the engine this runs on also a Jupyter kernel (``jupyter console --existing``).
+
+    On an oxipp engine the Rust runtime serves the kernel sockets; on a stock ipyparallel
+    engine this defers to ``ipyparallel.bind_kernel``. Elsewhere it raises RuntimeError, as
+    stock does."""
+    from .engine import kernel
+
+    if kernel.in_engine():
+        return kernel.bind_kernel(**kwargs)
+    try:
+        from ipyparallel.engine.app import IPEngine
+    except ImportError:
+        IPEngine = None
+    if IPEngine is not None and IPEngine.initialized():
+        import ipyparallel
+
+        return ipyparallel.bind_kernel(**kwargs)
+    raise RuntimeError("bind_kernel must be called from an engine")

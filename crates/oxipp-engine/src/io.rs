@@ -16,6 +16,7 @@ use oxipp_wire::sockets::{recv_frames, send_frames, Socket};
 use oxipp_wire::{msg_types as mt, Frame, Message};
 use serde_json::{json, Value};
 
+use crate::kernel::KernelSockets;
 use crate::queue::{Channel, Kind, Request};
 use crate::runtime::Shared;
 use crate::signals;
@@ -29,6 +30,8 @@ pub enum Cmd {
     Publish(Vec<Frame>),
     /// Answer every queued shell request `aborted` (stop-on-error, `abort_request []`).
     AbortQueued,
+    /// Serve these Jupyter kernel sockets too (`bind_kernel()`).
+    AdoptKernel(Box<KernelSockets>),
 }
 
 pub struct IoSockets {
@@ -47,6 +50,8 @@ struct Io {
     /// Signatures already seen: a replayed message is dropped, as jupyter_client's Session
     /// does in stock engines (same capacity).
     digests: DigestHistory,
+    /// The Jupyter kernel sockets, once `bind_kernel()` opened them.
+    kernel: Option<Box<KernelSockets>>,
 }
 
 pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
@@ -55,34 +60,12 @@ pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
         s,
         aborted: HashSet::new(),
         digests: DigestHistory::new(65536),
+        kernel: None,
     };
     let mut last_flush = Instant::now();
     loop {
         let stopping = io.shared.stop.load(Ordering::SeqCst);
-        let ready = {
-            let mut items = [
-                io.s.shell.as_poll_item(zmq::POLLIN),
-                io.s.control.as_poll_item(zmq::POLLIN),
-                io.s.wake.as_poll_item(zmq::POLLIN),
-            ];
-            let timeout = if stopping {
-                0
-            } else {
-                STREAM_FLUSH.as_millis() as i64
-            };
-            match zmq::poll(&mut items, timeout) {
-                Ok(_) => [
-                    items[0].is_readable(),
-                    items[1].is_readable(),
-                    items[2].is_readable(),
-                ],
-                Err(e) => {
-                    tracing::warn!("IO poll failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    [false; 3]
-                }
-            }
-        };
+        let ready = io.poll(stopping);
         if ready[2] {
             while recv_frames(&io.s.wake, true).is_ok() {}
         }
@@ -95,6 +78,18 @@ pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
         }
         if ready[0] {
             io.drain(Channel::Shell);
+        }
+        if ready[3] {
+            io.drain(Channel::KernelControl);
+        }
+        if ready[4] {
+            io.drain(Channel::KernelShell);
+        }
+        if ready[5] {
+            io.echo_heartbeats();
+        }
+        if ready[6] {
+            io.drop_stdin();
         }
         if last_flush.elapsed() >= STREAM_FLUSH {
             io.flush_streams();
@@ -111,6 +106,70 @@ pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
 }
 
 impl Io {
+    /// Waits for input on any socket (up to the stream flush interval); which are readable, in
+    /// the order shell, control, wake, kernel control, kernel shell, kernel hb, kernel stdin.
+    fn poll(&self, stopping: bool) -> [bool; 7] {
+        let mut items = vec![
+            self.s.shell.as_poll_item(zmq::POLLIN),
+            self.s.control.as_poll_item(zmq::POLLIN),
+            self.s.wake.as_poll_item(zmq::POLLIN),
+        ];
+        if let Some(k) = &self.kernel {
+            items.push(k.control.as_poll_item(zmq::POLLIN));
+            items.push(k.shell.as_poll_item(zmq::POLLIN));
+            items.push(k.hb.as_poll_item(zmq::POLLIN));
+            items.push(k.stdin.as_poll_item(zmq::POLLIN));
+        }
+        let timeout = if stopping {
+            0
+        } else {
+            STREAM_FLUSH.as_millis() as i64
+        };
+        let mut ready = [false; 7];
+        match zmq::poll(&mut items, timeout) {
+            Ok(_) => {
+                for (r, item) in ready.iter_mut().zip(&items) {
+                    *r = item.is_readable();
+                }
+            }
+            Err(e) => {
+                tracing::warn!("IO poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        ready
+    }
+
+    fn socket(&self, ch: Channel) -> Option<&Socket> {
+        match ch {
+            Channel::Shell => Some(&self.s.shell),
+            Channel::Control => Some(&self.s.control),
+            Channel::KernelShell => self.kernel.as_ref().map(|k| &k.shell),
+            Channel::KernelControl => self.kernel.as_ref().map(|k| &k.control),
+        }
+    }
+
+    /// Jupyter's heartbeat: echo every ping on the kernel's REP socket.
+    fn echo_heartbeats(&self) {
+        let Some(k) = &self.kernel else { return };
+        for _ in 0..100 {
+            match recv_frames(&k.hb, true) {
+                Ok(frames) => {
+                    if let Err(e) = send_frames(&k.hb, frames) {
+                        tracing::warn!("kernel heartbeat echo failed: {e}");
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Nothing here asks for input (`input()` raises in engines), so stdin messages are dropped.
+    fn drop_stdin(&self) {
+        let Some(k) = &self.kernel else { return };
+        while recv_frames(&k.stdin, true).is_ok() {}
+    }
+
     fn command(&mut self, c: Cmd) {
         match c {
             Cmd::Send(ch, frames) => self.send(ch, frames),
@@ -120,20 +179,28 @@ impl Io {
                     self.abort(&r);
                 }
             }
+            Cmd::AdoptKernel(k) => self.kernel = Some(k),
         }
     }
 
     fn send(&self, ch: Channel, frames: Vec<Frame>) {
-        let sock = match ch {
-            Channel::Shell => &self.s.shell,
-            Channel::Control => &self.s.control,
+        let Some(sock) = self.socket(ch) else {
+            tracing::warn!("no {ch:?} socket to send on");
+            return;
         };
         if let Err(e) = send_frames(sock, frames) {
             tracing::warn!("send on {ch:?} failed: {e}");
         }
     }
 
+    /// IOPub goes to the controller and, after `bind_kernel()`, to the kernel's subscribers
+    /// (each client keeps what has its own session as parent).
     fn publish(&self, frames: Vec<Frame>) {
+        if let Some(k) = &self.kernel {
+            if let Err(e) = send_frames(&k.iopub, frames.iter()) {
+                tracing::warn!("kernel IOPub send failed: {e}");
+            }
+        }
         if let Err(e) = send_frames(&self.s.iopub, frames) {
             tracing::warn!("IOPub send failed: {e}");
         }
@@ -160,10 +227,7 @@ impl Io {
     /// starve the other).
     fn drain(&mut self, ch: Channel) {
         for _ in 0..1000 {
-            let sock = match ch {
-                Channel::Shell => &self.s.shell,
-                Channel::Control => &self.s.control,
-            };
+            let Some(sock) = self.socket(ch) else { return };
             let frames = match recv_frames(sock, true) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => return,
@@ -174,8 +238,10 @@ impl Io {
             };
             if let Some((msg_type, msg_id, m)) = self.verify(ch, frames) {
                 match ch {
-                    Channel::Shell => self.on_shell(msg_type, msg_id, m),
-                    Channel::Control => self.on_control(msg_type, msg_id, m),
+                    Channel::Shell | Channel::KernelShell => self.on_shell(ch, msg_type, msg_id, m),
+                    Channel::Control | Channel::KernelControl => {
+                        self.on_control(ch, msg_type, msg_id, m)
+                    }
                 }
             }
         }
@@ -218,8 +284,8 @@ impl Io {
         }
     }
 
-    fn on_shell(&mut self, msg_type: String, msg_id: String, m: Message) {
-        let req = Request::from_message(Kind::Shell, Channel::Shell, msg_type, msg_id, m);
+    fn on_shell(&mut self, ch: Channel, msg_type: String, msg_id: String, m: Message) {
+        let req = Request::from_message(Kind::Shell, ch, msg_type, msg_id, m);
         if req.msg_type == "kernel_info_request" {
             return self.kernel_info(&req);
         }
@@ -229,8 +295,8 @@ impl Io {
         self.shared.queue.push_back(Arc::new(req));
     }
 
-    fn on_control(&mut self, msg_type: String, msg_id: String, m: Message) {
-        let req = Request::from_message(Kind::Clear, Channel::Control, msg_type, msg_id, m);
+    fn on_control(&mut self, ch: Channel, msg_type: String, msg_id: String, m: Message) {
+        let req = Request::from_message(Kind::Clear, ch, msg_type, msg_id, m);
         let content: Value = serde_json::from_slice(&req.content).unwrap_or(Value::Null);
         let shared = self.shared.clone();
         let me = &shared.me;
@@ -261,7 +327,7 @@ impl Io {
                     }
                 }
                 self.send(
-                    Channel::Control,
+                    req.channel,
                     me.control_reply(&req, mt::ABORT_REPLY, &json!({"status": "ok"})),
                 );
                 self.publish(me.status("idle", Some(&req.header)));
@@ -279,7 +345,7 @@ impl Io {
                 // type); clients match replies by parent msg_id, so we keep stock's bytes.
                 // The reply goes first: stock's nanny answers from another process, so a client
                 // waiting for it after SIGKILL gets it; here the signal may end us.
-                self.send(Channel::Control, me.control_reply(&req, "_request", &reply));
+                self.send(req.channel, me.control_reply(&req, "_request", &reply));
                 if let Some(n) = deliver {
                     signals::deliver(n);
                 }
@@ -287,7 +353,7 @@ impl Io {
             "interrupt_request" => {
                 let _ = signals::send_to_self(libc::SIGINT);
                 self.send(
-                    Channel::Control,
+                    req.channel,
                     me.control_reply(&req, "interrupt_reply", &json!({"status": "ok"})),
                 );
             }
@@ -322,10 +388,7 @@ impl Io {
             .cloned()
             .unwrap_or(Value::Bool(false));
         let c = json!({"status": "ok", "restart": restart});
-        self.send(
-            Channel::Control,
-            me.control_reply(req, mt::SHUTDOWN_REPLY, &c),
-        );
+        self.send(req.channel, me.control_reply(req, mt::SHUTDOWN_REPLY, &c));
         self.publish(me.iopub(mt::SHUTDOWN_REPLY, &c, Some(&req.header), None, vec![]));
         if self.shared.shutting_down.swap(true, Ordering::SeqCst) {
             return;

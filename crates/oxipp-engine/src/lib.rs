@@ -12,6 +12,7 @@ pub mod error;
 pub mod executor;
 mod heart;
 mod io;
+pub mod kernel;
 pub mod queue;
 mod registration;
 mod reply;
@@ -20,5 +21,6 @@ mod signals;
 
 pub use error::EngineError;
 pub use executor::{run, Executor, Outcome};
+pub use kernel::KernelPorts;
 pub use queue::{Channel, Kind, Request};
 pub use runtime::{Options, Runtime};

@@ -37,6 +37,9 @@ impl Kind {
 pub enum Channel {
     Shell,
     Control,
+    /// The Jupyter kernel sockets `bind_kernel()` opens (see `kernel.rs`).
+    KernelShell,
+    KernelControl,
 }
 
 /// One request, as received (raw JSON frames kept for the reply's parent header).

@@ -71,6 +71,7 @@ pub struct Runtime {
     endpoints: Endpoints,
     closed: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    kernel_ports: Mutex<Option<crate::KernelPorts>>,
 }
 
 fn default_kernel_info() -> Value {
@@ -192,6 +193,7 @@ impl Runtime {
             endpoints: ep,
             closed: AtomicBool::new(false),
             threads: Mutex::new(threads),
+            kernel_ports: Mutex::new(None),
         })
     }
 
@@ -297,6 +299,19 @@ impl Runtime {
     /// Number of requests waiting for the executor.
     pub fn queued(&self) -> usize {
         self.shared.queue.len()
+    }
+
+    /// Opens Jupyter kernel sockets on `ip` and serves them from now on (`bind_kernel()`); the
+    /// caller writes the connection file. Once per engine: later calls return the same ports.
+    pub fn bind_kernel(&self, ip: &str) -> Result<crate::KernelPorts, EngineError> {
+        let mut bound = self.kernel_ports.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ports) = *bound {
+            return Ok(ports);
+        }
+        let (sockets, ports) = crate::kernel::bind_all(&self.ctx, ip)?;
+        self.submit([Cmd::AdoptKernel(Box::new(sockets))]);
+        *bound = Some(ports);
+        Ok(ports)
     }
 
     /// Unregisters and stops the threads (after sending what is still queued). Idempotent.

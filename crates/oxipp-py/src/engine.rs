@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use oxipp_engine::{EngineError, Options, Request, Runtime};
 use pyo3::exceptions::{PyConnectionError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 /// The longest the GIL is released in one go while waiting for a request.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
@@ -266,6 +266,20 @@ impl PyEngineRuntime {
     /// Sets the content of kernel_info_reply (a JSON object).
     fn set_kernel_info(&self, json: &str) -> PyResult<()> {
         self.rt.set_kernel_info(json).map_err(to_py)
+    }
+
+    /// Opens Jupyter kernel sockets on `ip` (bind_kernel); returns their ports as a dict
+    /// (shell_port, iopub_port, stdin_port, control_port, hb_port). Idempotent.
+    #[pyo3(signature = (ip = "127.0.0.1"))]
+    fn bind_kernel<'py>(&self, py: Python<'py>, ip: &str) -> PyResult<Bound<'py, PyDict>> {
+        let ports = py.detach(|| self.rt.bind_kernel(ip)).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("shell_port", ports.shell)?;
+        d.set_item("iopub_port", ports.iopub)?;
+        d.set_item("stdin_port", ports.stdin)?;
+        d.set_item("control_port", ports.control)?;
+        d.set_item("hb_port", ports.hb)?;
+        Ok(d)
     }
 
     /// Unregisters and stops the runtime's threads. Idempotent.

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from . import connection
+from . import connection, kernel
 from .options import EngineOptions, parse_args
 
 log = logging.getLogger("oxipp.engine")
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         log.critical("registration failed: %s", e)
         return 255
     log.info("Completed registration with id %i", rt.id)
+    kernel.set_engine(rt, info)
     ex = None
     try:
         if opts.shell_config:

@@ -164,4 +164,7 @@ def create_shell(io, context, user_module, data_pub, shell_config=None) -> Engin
     shell._oxipp_context = context
     shell.data_pub = data_pub
     _register_singleton(shell)
+    from .kernel import register_magics
+
+    register_magics(shell)
     return shell
