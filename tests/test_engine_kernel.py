@@ -17,8 +17,10 @@ jupyter_client = pytest.importorskip("jupyter_client")
 @ipp.interactive  # shipped by value: engines cannot import this test module
 def bind():
     import oxipp
+    from oxipp.engine import kernel
 
-    return oxipp.bind_kernel()
+    assert oxipp.bind_kernel() is None  # like stock: it prints how to connect
+    return kernel.connection_file()
 
 
 @pytest.fixture
@@ -67,3 +69,16 @@ def test_bind_kernel_serves_the_engine_namespace_to_a_jupyter_client(cluster):
             assert dv.apply_sync(bind) == path
         finally:
             kc.stop_channels()
+    cluster.stop()  # SIGKILL: no atexit; a clean stop is checked in the next test
+
+
+def test_the_kernel_connection_file_goes_away_with_the_engine(cluster):
+    cluster.start_controller()
+    cluster.start_engine()
+    with cluster.client() as rc:
+        rc.wait_for_engines(1, timeout=30)
+        path = rc[rc.ids[0]].apply_sync(bind)
+        assert os.path.exists(path)
+        rc.shutdown(targets=rc.ids, block=True)
+    cluster.engines[0].wait(10)
+    assert not os.path.exists(path)

@@ -23,7 +23,8 @@ def bind_kernel(**kwargs):
     from .engine import kernel
 
     if kernel.in_engine():
-        return kernel.bind_kernel(**kwargs)
+        kernel.bind_kernel(**kwargs)  # prints how to connect; returns None like stock
+        return None
     try:
         from ipyparallel.engine.app import IPEngine
     except ImportError:

@@ -8,6 +8,7 @@ and ``%connect_info`` magics that a stock engine's kernel has.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -62,11 +63,19 @@ def bind_kernel(ip: str = "127.0.0.1", **_ignored) -> str:
     with os.fdopen(fd, "w") as f:
         json.dump(content, f, indent=1)
     _connection_file = path
+    atexit.register(_remove_connection_file, path)  # as ipykernel does at exit
     print(
         f"To connect another client to this kernel, use:\n    --existing {os.path.basename(path)}",
         flush=True,
     )
     return path
+
+
+def _remove_connection_file(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def connection_file() -> str | None:
