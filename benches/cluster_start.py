@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -52,9 +53,15 @@ def run(kind: str, n: int, oxipp_bin: Path, timeout: float) -> float:
         start = [str(oxipp_bin), "start", "-n", str(n), "--daemonize"]
         stop = [str(oxipp_bin), "stop"]
     where = [f"--profile-dir={profile_dir}"]
+    # oxipp engines run under this interpreter (the one with oxipp and ipyparallel installed)
+    env = dict(os.environ, OXIPP_PYTHON=sys.executable)
     try:
         t = time.perf_counter()
-        subprocess.run(start + where, check=True, capture_output=True, timeout=timeout)
+        r = subprocess.run(
+            start + where, check=False, capture_output=True, text=True, timeout=timeout, env=env
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(start[:3])} exited {r.returncode}: {r.stderr[-300:]}")
         wait_registered(profile_dir, n, timeout)
         return time.perf_counter() - t
     finally:

@@ -109,6 +109,17 @@ METRICS = [
         lambda r: f"{dig(r, 'push_pull', 'megabytes')} MB",
     ),
     Metric(
+        "c.start",
+        "(c) `start -n N --daemonize` until N engines registered",
+        "s",
+        False,
+        "start",
+        lambda r: num(r.get("median_s")),
+        lambda r: f"{r.get('engines')} engines, median of {len(r.get('samples_s') or [])}",
+        "oxipp < 1 s",
+        lambda v, r: v < 1.0 if r.get("kind") == "oxipp-engines" else None,
+    ),
+    Metric(
         "b.lb",
         "(b) LB tasks via task scheduler (sim)",
         "tasks/s",

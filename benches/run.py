@@ -27,6 +27,7 @@ from sim_runs import SimJob, run_job, sim_unavailable
 from sizes import FULL, SMOKE, Sizes
 
 STOCK_CLIENT = Path(__file__).resolve().parent / "stock_client.py"
+CLUSTER_START = Path(__file__).resolve().parent / "cluster_start.py"
 # Controller-side connections per simulated engine: shell to mux, task and a broadcast leaf,
 # plus the heartbeat DEALER (pings arrive on a SUB shared by many engines).
 FDS_PER_SIM_ENGINE = 4
@@ -68,6 +69,37 @@ def run_part_a(kind: Kind, sizes: Sizes, args: argparse.Namespace) -> dict:
             return result
     except ControllerError as e:
         return {"error": str(e)}
+
+
+def run_part_c(names: list[str], sizes: Sizes, args: argparse.Namespace, results: dict) -> None:
+    """`ipcluster start -n N --daemonize` vs `oxipp start -n N --daemonize` (oxipp engines),
+    alternating, to N engines registered."""
+    kinds = [k for k in ("stock", "oxipp-engines") if k in names]
+    if not kinds:
+        return
+    argv = [
+        args.python,
+        str(CLUSTER_START),
+        f"--engines={sizes.a.engines}",
+        f"--repeats={1 if args.smoke else 3}",
+        f"--oxipp-bin={args.oxipp_bin}",
+        "--kinds=" + ",".join("oxipp" if k == "oxipp-engines" else k for k in kinds),
+    ]
+    with Group(argv, REPO / "target" / "bench-cluster-start.log", capture=True) as proc:
+        code, out = proc.communicate(600)
+    r = last_json_line(out) or {}
+    for k in kinds:
+        key = "oxipp" if k == "oxipp-engines" else k
+        median = (r.get("median_s") or {}).get(key)
+        err = (r.get("errors") or {}).get(key) or (None if r else f"no result (exit {code})")
+        results[k]["workloads"]["start"] = {
+            "median_s": median,
+            "samples_s": (r.get("samples_s") or {}).get(key),
+            "engines": r.get("engines"),
+            "kind": k,
+            "error": err if median is None else None,
+        }
+        log(f"(c) {k}: {_brief(results[k]['workloads']['start'])}")
 
 
 def sim_jobs(sizes: Sizes) -> list[SimJob]:
@@ -231,7 +263,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--smoke", action="store_true", help="tiny sizes (< 60 s), for CI")
-    p.add_argument("--only", choices=["a", "b"], help="run only part (a) or (b)")
+    p.add_argument("--only", choices=["a", "b", "c"], help="run only part (a), (b) or (c)")
     p.add_argument(
         "--workloads",
         help="comma-separated subset of part (b): lb,mux,reg_small,reg_large,execute,rss",
@@ -291,6 +323,8 @@ def main() -> int:
             log(f"(a) stock client + {sizes.a.engines} {k.engine_module} against {k.name} ...")
             results[k.name]["workloads"]["client"] = r = run_part_a(k, sizes, args)
             log(f"    {k.name}: {_brief(r)}")
+    if args.only in (None, "c"):
+        run_part_c([k.name for k in runnable], sizes, args, results)
     if args.only in (None, "b"):
         # the simulator replaces the engines: oxipp-engines would repeat the oxipp column
         run_part_b([k for k in runnable if k.name != "oxipp-engines"], sizes, args, results)
@@ -302,7 +336,14 @@ def main() -> int:
 def _brief(r: dict) -> str:
     if r.get("error"):
         return f"ERROR {str(r['error'])[:300]}"
-    keys = ("tasks_per_s", "registration_s", "median_ms", "final_tree_rss_mib", "register_s")
+    keys = (
+        "tasks_per_s",
+        "registration_s",
+        "median_ms",
+        "median_s",
+        "final_tree_rss_mib",
+        "register_s",
+    )
     got = {k: round(r[k], 3) for k in keys if isinstance(r.get(k), (int, float))}
     return json.dumps(got) if got else "ok"
 
