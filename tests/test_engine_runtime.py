@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from clusters import wait_for
 
 ipp = pytest.importorskip("ipyparallel")
 
@@ -84,16 +85,6 @@ def double(x):
 def shout(text):
     print(text)
     return text.upper()
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Cluster:
