@@ -111,7 +111,8 @@ compat_run() {
     # $1 = label; the rest goes to run_stock_suite.sh. pytest's exit code is not the verdict
     # (some tests fail with stock too): compare.py is. Tests that fail are rerun once in a fresh
     # pytest: passing then marks them FLAKY in the log (timing-sensitive tests on 2 loaded
-    # cores), failing again fails the step. More than 10 failures is a regression, not flakes.
+    # cores), failing again fails the step. More than 30 failures is a regression, not flakes
+    # (seen once: one stuck engine failed the setup of 19 tests in a row; they passed on rerun).
     local label="$1" dir="$compat_out/$1" rc=0
     shift
     bash tests/compat/run_stock_suite.sh --out "$dir" "$@" || rc=$?
@@ -123,7 +124,7 @@ compat_run() {
     n_failed=$(grep -c . "$dir/failed.txt" 2>/dev/null || true)
     # the failures' captured output (controller and engine logs) for whoever reads the CI log
     sed -n '/^=* FAILURES =*$/,/^=* short test summary/p' "$dir/run-1/pytest.log" | head -n 200
-    if ((n_failed == 0 || n_failed > 10)); then
+    if ((n_failed == 0 || n_failed > 30)); then
         return 1
     fi
     echo "test: rerunning the $n_failed failed test(s) of $label once"
