@@ -14,14 +14,11 @@ import sys
 import time
 
 import pytest
-from clusters import wait_for
+from clusters import ENGINE_COMMANDS, wait_for
 
 ipp = pytest.importorskip("ipyparallel")
 
-ENGINE_CMDS = {
-    "oxipp": f"{sys.executable} -m oxipp.engine",
-    "stock": f"{sys.executable} -m ipyparallel.engine",
-}
+ENGINE_CMDS = {kind: " ".join(cmd) for kind, cmd in ENGINE_COMMANDS.items()}
 
 
 def oxipp(bin_, *args, timeout=90, check=True):

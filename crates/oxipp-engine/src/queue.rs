@@ -128,14 +128,14 @@ type Item = std::sync::Arc<Request>;
 impl Queue {
     pub fn push_back(&self, r: Item) {
         self.lock().push_back(r);
-        self.ready.notify_all();
+        self.ready.notify_one(); // one consumer: the executor loop
     }
 
     /// Control work (clear, shutdown) jumps ahead of queued shell requests, as ipykernel's
     /// separate control thread effectively does.
     pub fn push_front(&self, r: Item) {
         self.lock().push_front(r);
-        self.ready.notify_all();
+        self.ready.notify_one(); // one consumer: the executor loop
     }
 
     /// Pops the next request, waiting up to `timeout` (`None` = forever).

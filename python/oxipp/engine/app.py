@@ -7,6 +7,7 @@ messages; this module hands shell requests to the ``Executor`` one at a time and
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -210,13 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     kernel.set_engine(rt, info)
     ex = None
     try:
-        if opts.shell_config:
-            try:
-                ex = executor_class(rt, rt.id, rt.uuid, shell_config=opts.shell_config)
-            except TypeError:  # an executor without shell configuration ($OXIPP_ENGINE_EXECUTOR)
-                ex = executor_class(rt, rt.id, rt.uuid)
-        else:
-            ex = executor_class(rt, rt.id, rt.uuid)
+        # shell configuration only for executors that take it ($OXIPP_ENGINE_EXECUTOR may not)
+        takes_config = "shell_config" in inspect.signature(executor_class).parameters
+        extra = {"shell_config": opts.shell_config} if takes_config else {}
+        ex = executor_class(rt, rt.id, rt.uuid, **extra)
         run_startup = getattr(ex, "run_startup_files", None)
         if callable(run_startup):
             run_startup(connection.profile_dir(opts))

@@ -1,12 +1,12 @@
 //! `oxipp stop`: stops a cluster started by `oxipp start` (or stock `ipcluster start`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 
 use super::where_::Where;
 use crate::local::cluster_file::ClusterFile;
-use crate::local::process::{self, SIGKILL, SIGTERM};
+use crate::local::process::{self, SIGTERM};
 
 /// Stop a running cluster (ipcluster stop).
 #[derive(Debug, Args)]
@@ -67,15 +67,8 @@ pub fn stop(c: &ClusterFile, timeout: Duration) {
             process::signal(p, SIGTERM);
         }
     }
-    let deadline = Instant::now() + timeout;
-    let mut left: Vec<u32> = pids.clone();
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        left.retain(|p| process::alive(*p));
-    }
-    for &p in &left {
-        eprintln!("oxipp stop: pid {p} still running after {timeout:?}; killing it");
-        process::signal(p, SIGKILL);
+    for p in process::wait_or_kill(&pids, timeout, || {}) {
+        eprintln!("oxipp stop: pid {p} still running after {timeout:?}; killed it");
     }
     ClusterFile::remove(&c.layout);
     println!(

@@ -33,6 +33,27 @@ pub fn alive(pid: u32) -> bool {
 pub const SIGTERM: i32 = libc::SIGTERM;
 pub const SIGKILL: i32 = libc::SIGKILL;
 
+/// Waits up to `grace` for every pid to end, calling `tick` each round (a parent reaps its
+/// children there, so they do not linger as zombies), then SIGKILLs the ones still alive and
+/// returns them.
+pub fn wait_or_kill(pids: &[u32], grace: std::time::Duration, mut tick: impl FnMut()) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        tick();
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return left;
+        }
+        if std::time::Instant::now() >= deadline {
+            for &p in &left {
+                signal(p, SIGKILL);
+            }
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Describes a child's exit status ("exited with status 1", "killed by signal 9").
 pub fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;

@@ -64,29 +64,41 @@ impl Reporter {
     }
 }
 
-/// Starts one engine of set `set_id` as a process group leader (so a terminal's Ctrl-C reaches
-/// only the supervisor, which then stops engines in order), output in its own log file.
+/// Starts `cmd` for this cluster (`--profile-dir`/`--cluster-id` appended, then `extra`) as a
+/// process group leader, so a terminal's Ctrl-C reaches only the supervisor, which then stops
+/// the processes in order; stdout and stderr go to `log_path`.
+fn spawn_logged(
+    layout: &Layout,
+    cmd: &[String],
+    extra: &[String],
+    log_path: &Path,
+) -> std::io::Result<Child> {
+    let (program, args) = cmd
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command"))?;
+    let log = File::create(log_path)?;
+    Command::new(program)
+        .args(args)
+        .arg(format!("--profile-dir={}", layout.profile_dir.display()))
+        .arg(format!("--cluster-id={}", layout.cluster_id))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("starting `{program}`: {e}")))
+}
+
+/// Starts one engine of set `set_id`, output in its own log file.
 pub fn spawn_engine(
     layout: &Layout,
     engine_cmd: &[String],
     set_id: &str,
     index: usize,
 ) -> std::io::Result<(Child, EngineEntry)> {
-    let (program, args) = engine_cmd
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("empty engine command"))?;
     let log_path = layout.engine_log(set_id, index);
-    let log = File::create(&log_path)?;
-    let child = Command::new(program)
-        .args(args)
-        .arg(format!("--profile-dir={}", layout.profile_dir.display()))
-        .arg(format!("--cluster-id={}", layout.cluster_id))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("starting engine `{program}`: {e}")))?;
+    let child = spawn_logged(layout, engine_cmd, &[], &log_path)?;
     let entry = EngineEntry {
         pid: child.id(),
         output_file: log_path.display().to_string(),
@@ -148,24 +160,14 @@ fn start(plan: Plan, report: &mut Reporter) -> Result<Running, String> {
         let _ = std::fs::remove_file(f);
     }
     let t0 = Instant::now();
-    let (program, args) = plan
-        .controller_cmd
-        .split_first()
-        .ok_or("empty controller command")?;
     let controller_log = layout.controller_log(std::process::id());
-    let log = File::create(&controller_log)
-        .map_err(|e| format!("creating {}: {e}", controller_log.display()))?;
-    let mut controller = Command::new(program)
-        .args(args)
-        .arg(format!("--profile-dir={}", layout.profile_dir.display()))
-        .arg(format!("--cluster-id={}", layout.cluster_id))
-        .args(&plan.controller_args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("starting the controller `{program}`: {e}"))?;
+    let mut controller = spawn_logged(
+        &layout,
+        &plan.controller_cmd,
+        &plan.controller_args,
+        &controller_log,
+    )
+    .map_err(|e| format!("the controller: {e}"))?;
     report.say(&format!(
         "controller started (pid {}), log {}",
         controller.id(),
@@ -347,31 +349,19 @@ impl Running {
         }
         let _ = self.controller.try_wait();
         process::signal(self.controller.id(), process::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            for child in self.engines.values_mut() {
+        let mut all = pids.clone();
+        all.push(self.controller.id());
+        let (engines, controller) = (&mut self.engines, &mut self.controller);
+        let killed = process::wait_or_kill(&all, STOP_GRACE, || {
+            for child in engines.values_mut() {
                 let _ = child.try_wait();
             }
-            let _ = self.controller.try_wait();
-            let left: Vec<u32> = pids
-                .iter()
-                .copied()
-                .chain([self.controller.id()])
-                .filter(|p| process::alive(*p))
-                .collect();
-            if left.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                self.report.say(&format!(
-                    "still running after {STOP_GRACE:?}, killing: {left:?}"
-                ));
-                for p in left {
-                    process::signal(p, process::SIGKILL);
-                }
-                break;
-            }
-            std::thread::sleep(TICK);
+            let _ = controller.try_wait();
+        });
+        if !killed.is_empty() {
+            self.report.say(&format!(
+                "still running after {STOP_GRACE:?}, killed: {killed:?}"
+            ));
         }
         for child in self.engines.values_mut() {
             let _ = child.wait();
