@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from clusters import ENGINE_COMMANDS, wait_for
@@ -169,3 +170,27 @@ def cluster_engine_pid(profile):
         for e in s["engines"].values()
     ]
     return pid
+
+
+def test_console_script_daemonizes_with_its_own_interpreter(profile):
+    """`oxipp start --daemonize` through the venv's console script (a Python entry point) must
+    re-run itself with the venv interpreter, not the base Python the venv symlink resolves to
+    (which cannot import oxipp). No OXIPP_PYTHON or PYTHONPATH help here."""
+    script = Path(sys.executable).parent / "oxipp"
+    if not script.exists():
+        pytest.skip("no oxipp console script next to this interpreter")
+    env = {k: v for k, v in os.environ.items() if k not in ("OXIPP_PYTHON", "PYTHONPATH")}
+    where = f"--profile-dir={profile}"
+    r = subprocess.run(
+        [str(script), "start", "-n", "1", "--daemonize", where],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cluster ready: 1 engines" in r.stdout + r.stderr
+    r = subprocess.run(
+        [str(script), "stop", where], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert r.returncode == 0, r.stdout + r.stderr

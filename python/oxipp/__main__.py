@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -15,6 +16,9 @@ def run(args: list[str]) -> int:
     # binary. Long-running commands (the controller) install their own handlers over this.
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # Commands that re-run oxipp (`start --daemonize`) must use this interpreter: the Rust side
+    # sees only the resolved binary, which for a venv is the base Python without oxipp.
+    os.environ["OXIPP_SELF_PYTHON"] = sys.executable
     return _oxipp.main(["oxipp", *args])
 
 

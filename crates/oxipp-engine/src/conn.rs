@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use oxipp_wire::connection::disambiguate;
+
 use crate::EngineError;
 
 /// The URLs an engine connects to, plus the signing key.
@@ -64,30 +66,6 @@ fn missing(k: &str) -> EngineError {
     EngineError::Config(format!("no usable {k:?}"))
 }
 
-/// Maps a wildcard interface (`tcp://*`, `tcp://0.0.0.0`) to something connectable, as stock
-/// `disambiguate_url` does: loopback when the controller's `location` is this machine (or
-/// unknown), else `location`.
-fn disambiguate(interface: &str, location: &str) -> String {
-    let Some((scheme, host)) = interface.split_once("://") else {
-        return interface.to_string();
-    };
-    if host != "*" && host != "0.0.0.0" {
-        return interface.to_string();
-    }
-    let local = location.is_empty()
-        || location == "localhost"
-        || location.starts_with("127.")
-        || hostname().as_deref() == Some(location);
-    let host = if local { "127.0.0.1" } else { location };
-    format!("{scheme}://{host}")
-}
-
-fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,10 +80,6 @@ mod tests {
         .unwrap();
         assert_eq!(e.registration, "tcp://127.0.0.1:1");
         assert_eq!(e.broadcast, vec!["tcp://127.0.0.1:8", "tcp://127.0.0.1:9"]);
-        assert_eq!(
-            disambiguate("tcp://0.0.0.0", "10.1.2.3"),
-            "tcp://10.1.2.3".to_string()
-        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn init_logging(level: i32) {
 /// Copies a Python sequence of bytes-like objects into frames. `bytes` are read directly;
 /// anything else (memoryview, bytearray, numpy buffers) goes through `bytes(obj)`, because the
 /// abi3 build has no buffer-protocol access before Python 3.11.
-fn frames(buffers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<bytes::Bytes>> {
+pub(crate) fn frames(buffers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<bytes::Bytes>> {
     let Some(buffers) = buffers else {
         return Ok(vec![]);
     };

@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+mod client;
 mod engine;
 
 /// Runs the `oxipp` command line with `argv` (program name first, like `sys.argv`) and returns
@@ -22,6 +23,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
 fn _oxipp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     engine::register(m)?;
+    client::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

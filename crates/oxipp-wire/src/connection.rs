@@ -104,6 +104,42 @@ pub fn new_key() -> String {
     crate::session::new_id()
 }
 
+/// Maps a wildcard interface (`tcp://*`, `tcp://0.0.0.0`) to something connectable, as stock
+/// `disambiguate_url` does: loopback when the controller's `location` is this machine (or
+/// unknown), else `location`.
+pub fn disambiguate(interface: &str, location: &str) -> String {
+    let Some((scheme, host)) = interface.split_once("://") else {
+        return interface.to_string();
+    };
+    if host != "*" && host != "0.0.0.0" {
+        return interface.to_string();
+    }
+    let local = location.is_empty()
+        || location == "localhost"
+        || location.starts_with("127.")
+        || hostname().as_deref() == Some(location);
+    let host = if local { "127.0.0.1" } else { location };
+    format!("{scheme}://{host}")
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod disambiguate_tests {
+    use super::disambiguate;
+
+    #[test]
+    fn wildcards_become_connectable() {
+        assert_eq!(disambiguate("tcp://0.0.0.0", "10.1.2.3"), "tcp://10.1.2.3");
+        assert_eq!(disambiguate("tcp://*", ""), "tcp://127.0.0.1");
+        assert_eq!(disambiguate("tcp://10.0.0.1", "x"), "tcp://10.0.0.1");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

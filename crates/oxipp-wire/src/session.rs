@@ -55,17 +55,25 @@ impl Session {
     /// The encoded bytes of a fresh header for `msg_type`, written directly (no JSON tree):
     /// the controller makes one for every reply it originates.
     pub fn header_bytes(&self, msg_type: &str) -> Vec<u8> {
+        self.new_header(msg_type).1
+    }
+
+    /// A fresh header for `msg_type` and its msg_id: senders that must file the request
+    /// under its id before it can possibly be answered (clients) need both.
+    pub fn new_header(&self, msg_type: &str) -> (String, Vec<u8>) {
+        let msg_id = self.next_msg_id();
         let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-        format!(
+        let bytes = format!(
             "{{\"msg_id\":{},\"msg_type\":{},\"username\":{},\"session\":{},\"date\":\"{}\",\"version\":\"{}\"}}",
-            q(&self.next_msg_id()),
+            q(&msg_id),
             q(msg_type),
             q(&self.username),
             q(&self.id),
             dates::now_iso(),
             PROTOCOL_VERSION
         )
-        .into_bytes()
+        .into_bytes();
+        (msg_id, bytes)
     }
 
     /// A fresh header object for `msg_type`.

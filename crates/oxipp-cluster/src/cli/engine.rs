@@ -20,12 +20,15 @@ pub struct EngineArgs {
     pub args: Vec<String>,
 }
 
-/// The interpreter engines run under: `$OXIPP_PYTHON`; else this process when it is Python
-/// (the command line came in through `python -m oxipp`); else the active virtualenv's python;
-/// else `python3` from `PATH`.
+/// The interpreter engines run under: `$OXIPP_PYTHON`; else the interpreter the command line
+/// came in through (`python -m oxipp` or the console script name it in `$OXIPP_SELF_PYTHON`,
+/// unresolved, so a venv stays a venv); else this process when it is Python; else the active
+/// virtualenv's python; else `python3` from `PATH`.
 pub fn python() -> String {
-    if let Some(p) = std::env::var("OXIPP_PYTHON").ok().filter(|s| !s.is_empty()) {
-        return p;
+    for var in ["OXIPP_PYTHON", "OXIPP_SELF_PYTHON"] {
+        if let Some(p) = std::env::var(var).ok().filter(|s| !s.is_empty()) {
+            return p;
+        }
     }
     if let Ok(exe) = std::env::current_exe() {
         let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();

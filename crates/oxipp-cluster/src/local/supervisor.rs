@@ -397,17 +397,21 @@ pub fn stop_flag(foreground: bool) -> Arc<AtomicBool> {
 
 /// How to run another `oxipp` subcommand from this process: this executable when it is the
 /// `oxipp` binary, or `python -m oxipp` when the command line came in through the Python
-/// package (then this process is the Python interpreter).
+/// package (then this process is the Python interpreter). The package's entry point names its
+/// interpreter in `$OXIPP_SELF_PYTHON`, because `current_exe()` resolves a venv's python
+/// symlink to the base interpreter, which cannot import oxipp.
 pub fn oxipp_cmd(subcommand: &str) -> Vec<String> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("oxipp"));
     let is_oxipp = exe
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("oxipp"));
-    let exe = exe.display().to_string();
     if is_oxipp {
-        vec![exe, subcommand.to_string()]
-    } else {
-        vec![exe, "-m".into(), "oxipp".into(), subcommand.to_string()]
+        return vec![exe.display().to_string(), subcommand.to_string()];
     }
+    let python = std::env::var("OXIPP_SELF_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| exe.display().to_string());
+    vec![python, "-m".into(), "oxipp".into(), subcommand.to_string()]
 }

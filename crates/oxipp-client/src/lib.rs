@@ -1,0 +1,233 @@
+//! The client core of oxipp: what `oxipp.Client` stands on.
+//!
+//! A [`Core`] owns one DEALER per controller channel (query, mux, task, control, broadcast)
+//! and SUBs for IOPub and notifications. All of them live on one IO thread ([`io`]), because
+//! ZeroMQ sockets are single-threaded: callers hand it signed messages through a channel, and
+//! it hands back every verified incoming message as an [`Event`] in arrival order. The Python
+//! layer waits for events with the GIL released and resolves its futures from them.
+//!
+//! What is decided here rather than in Python, because it is per-message work: signing,
+//! signature checks, dropping IOPub traffic for other clients' requests and `busy` status
+//! messages nobody reads, and extracting the parent msg_id every reply is routed by.
+
+mod endpoints;
+mod events;
+mod io;
+
+pub use endpoints::Endpoints;
+pub use events::{Event, EventQueue, Source};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use oxipp_wire::frames::DELIMITER;
+use oxipp_wire::signing::Signer;
+use oxipp_wire::sockets::{new_socket, Context, Socket, SocketSpec, SocketType};
+use oxipp_wire::{Frame, Session};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad connection info: {0}")]
+    Config(String),
+    #[error("zmq: {0}")]
+    Zmq(#[from] zmq::Error),
+    #[error("the client is closed")]
+    Closed,
+}
+
+/// The DEALER channels a client sends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Query,
+    Mux,
+    Task,
+    Control,
+    Broadcast,
+}
+
+impl Channel {
+    pub fn parse(name: &str) -> Option<Channel> {
+        Some(match name {
+            "query" | "registration" => Channel::Query,
+            "mux" => Channel::Mux,
+            "task" => Channel::Task,
+            "control" => Channel::Control,
+            "broadcast" => Channel::Broadcast,
+            _ => return None,
+        })
+    }
+}
+
+/// Work for the IO thread.
+pub(crate) enum Cmd {
+    Send(Channel, Vec<Frame>),
+}
+
+/// One connected client.
+pub struct Core {
+    pub session: Session,
+    pub endpoints: Endpoints,
+    cmds: Mutex<mpsc::Sender<Cmd>>,
+    wake: Mutex<Socket>,
+    events: Arc<EventQueue>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Core {
+    /// Connects every socket (ZeroMQ connects lazily, so this does not wait for the
+    /// controller) and starts the IO thread.
+    pub fn connect(connection_json: &str) -> Result<Core, ClientError> {
+        let endpoints = Endpoints::parse(connection_json)?;
+        let signer = Signer::new(endpoints.key.as_bytes(), &endpoints.signature_scheme)
+            .map_err(ClientError::Config)?;
+        let session = Session::with_random_id(signer.clone());
+        let ctx = Context::new();
+        let dealer = |url: &str| -> Result<Socket, ClientError> {
+            let s = new_socket(&ctx, SocketType::DEALER, &SocketSpec::default())?;
+            s.set_linger(0)?;
+            s.connect(url)?;
+            Ok(s)
+        };
+        let sub = |url: &str| -> Result<Socket, ClientError> {
+            let spec = SocketSpec {
+                subscribe_all: true,
+                ..Default::default()
+            };
+            let s = new_socket(&ctx, SocketType::SUB, &spec)?;
+            s.set_linger(0)?;
+            s.connect(url)?;
+            Ok(s)
+        };
+        let wake_addr = format!("inproc://oxipp-client-wake-{}", session.id);
+        let wake_rx = ctx.socket(SocketType::PULL)?;
+        wake_rx.bind(&wake_addr)?;
+        let wake = ctx.socket(SocketType::PUSH)?;
+        wake.set_linger(0)?;
+        wake.connect(&wake_addr)?;
+        let sockets = io::Sockets {
+            query: dealer(&endpoints.registration)?,
+            mux: dealer(&endpoints.mux)?,
+            task: dealer(&endpoints.task)?,
+            control: dealer(&endpoints.control)?,
+            broadcast: dealer(&endpoints.broadcast)?,
+            iopub: sub(&endpoints.iopub)?,
+            notification: sub(&endpoints.notification)?,
+            wake: wake_rx,
+        };
+        let events = Arc::new(EventQueue::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let io = io::Io::new(
+                sockets,
+                signer,
+                session.id.clone(),
+                events.clone(),
+                stop.clone(),
+            );
+            std::thread::Builder::new()
+                .name("oxipp-client-io".into())
+                .spawn(move || {
+                    let _ctx = ctx; // the context outlives every socket on this thread
+                    io.run(rx)
+                })
+                .map_err(|e| ClientError::Config(format!("cannot start the IO thread: {e}")))?
+        };
+        Ok(Core {
+            session,
+            endpoints,
+            cmds: Mutex::new(tx),
+            wake: Mutex::new(wake),
+            events,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// A fresh header for `msg_type`: (msg_id, header bytes). Callers file the msg_id as
+    /// pending before [`Core::send`], so a reply can never arrive for an unknown request.
+    pub fn new_header(&self, msg_type: &str) -> (String, Vec<u8>) {
+        self.session.new_header(msg_type)
+    }
+
+    /// Signs and queues one message. `ident` (an engine uuid) addresses an engine through the
+    /// mux or control relay.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        &self,
+        channel: Channel,
+        ident: Option<&[u8]>,
+        header: Vec<u8>,
+        parent: Option<Vec<u8>>,
+        metadata: Vec<u8>,
+        content: Vec<u8>,
+        buffers: Vec<Bytes>,
+    ) -> Result<(), ClientError> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(ClientError::Closed);
+        }
+        let parent = parent.unwrap_or_else(|| b"{}".to_vec());
+        let sig = self
+            .session
+            .signer()
+            .sign([&header, &parent, &metadata, &content]);
+        let mut frames = Vec::with_capacity(7 + buffers.len());
+        if let Some(id) = ident {
+            frames.push(Bytes::copy_from_slice(id));
+        }
+        frames.push(Bytes::from_static(DELIMITER));
+        frames.push(Bytes::from(sig));
+        frames.push(Bytes::from(header));
+        frames.push(Bytes::from(parent));
+        frames.push(Bytes::from(metadata));
+        frames.push(Bytes::from(content));
+        frames.extend(buffers);
+        self.submit(Cmd::Send(channel, frames))
+    }
+
+    fn submit(&self, cmd: Cmd) -> Result<(), ClientError> {
+        self.cmds
+            .lock()
+            .map_err(|_| ClientError::Closed)?
+            .send(cmd)
+            .map_err(|_| ClientError::Closed)?;
+        let w = self.wake.lock().map_err(|_| ClientError::Closed)?;
+        // A full wake pipe already means the IO thread will look at the command queue.
+        let _ = w.send(&b""[..], zmq::DONTWAIT);
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for events and takes up to `max` of them. Empty after a timeout;
+    /// `None` once the client is closed and every event was taken.
+    pub fn next_events(&self, timeout: Option<Duration>, max: usize) -> Option<Vec<Event>> {
+        self.events.take(timeout, max)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Stops the IO thread (messages not yet sent are sent first) and wakes every waiter.
+    pub fn close(&self) {
+        if self.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(w) = self.wake.lock() {
+            let _ = w.send(&b""[..], zmq::DONTWAIT);
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+        self.events.close();
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,149 @@
+//! `oxipp._oxipp.ClientCore`: the Python face of the `oxipp-client` core.
+//!
+//! Python builds message content and pickles user objects; this signs, sends and receives. Waiting
+//! for events (`next_events`) releases the GIL, so the user's threads run while the client's
+//! dispatcher thread sleeps in Rust.
+
+use std::time::Duration;
+
+use oxipp_client::{Channel, ClientError, Core, Event};
+use pyo3::exceptions::{PyConnectionError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::engine::frames;
+
+fn to_py(e: ClientError) -> PyErr {
+    match e {
+        ClientError::Config(_) => PyValueError::new_err(e.to_string()),
+        ClientError::Zmq(_) | ClientError::Closed => PyConnectionError::new_err(e.to_string()),
+    }
+}
+
+/// One connected client core (sockets and IO thread).
+#[pyclass(frozen, module = "oxipp._oxipp", name = "ClientCore")]
+pub struct PyClientCore {
+    core: Core,
+}
+
+fn event_tuple<'py>(py: Python<'py>, e: Event) -> PyResult<Bound<'py, PyTuple>> {
+    let idents = PyList::new(py, e.idents.iter().map(|b| PyBytes::new(py, b)))?;
+    let buffers = PyList::new(py, e.buffers.iter().map(|b| PyBytes::new(py, b)))?;
+    (
+        e.source.as_str(),
+        e.msg_type,
+        e.parent_id,
+        idents,
+        PyBytes::new(py, &e.header),
+        PyBytes::new(py, &e.parent),
+        PyBytes::new(py, &e.metadata),
+        PyBytes::new(py, &e.content),
+        buffers,
+    )
+        .into_pyobject(py)
+}
+
+#[pymethods]
+impl PyClientCore {
+    #[new]
+    fn new(py: Python<'_>, connection_json: String) -> PyResult<Self> {
+        let core = py
+            .detach(move || Core::connect(&connection_json))
+            .map_err(to_py)?;
+        Ok(PyClientCore { core })
+    }
+
+    /// This client's Session id (`header.session` of everything it sends).
+    #[getter]
+    fn session(&self) -> &str {
+        &self.core.session.id
+    }
+
+    #[getter]
+    fn username(&self) -> &str {
+        &self.core.session.username
+    }
+
+    #[getter]
+    fn task_scheme(&self) -> &str {
+        &self.core.endpoints.task_scheme
+    }
+
+    /// `(msg_id, header_json_bytes)` for a new message of `msg_type`.
+    fn new_header<'py>(&self, py: Python<'py>, msg_type: &str) -> (String, Bound<'py, PyBytes>) {
+        let (id, h) = self.core.new_header(msg_type);
+        (id, PyBytes::new(py, &h))
+    }
+
+    /// Signs and queues a message on `channel` (query, mux, task, control, broadcast).
+    #[pyo3(signature = (channel, header, content, metadata=None, buffers=None, ident=None, parent=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        channel: &str,
+        header: &[u8],
+        content: &[u8],
+        metadata: Option<&[u8]>,
+        buffers: Option<&Bound<'_, PyAny>>,
+        ident: Option<&[u8]>,
+        parent: Option<&[u8]>,
+    ) -> PyResult<()> {
+        let ch = Channel::parse(channel)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown channel {channel:?}")))?;
+        let buffers = frames(buffers)?;
+        self.core
+            .send(
+                ch,
+                ident,
+                header.to_vec(),
+                parent.map(<[u8]>::to_vec),
+                metadata.unwrap_or(b"{}").to_vec(),
+                content.to_vec(),
+                buffers,
+            )
+            .map_err(to_py)
+    }
+
+    /// Waits up to `timeout` seconds (None = forever) and returns up to `max` events as tuples
+    /// `(source, msg_type, parent_msg_id, idents, header, parent, metadata, content, buffers)`;
+    /// `[]` after a timeout, `None` once closed.
+    #[pyo3(signature = (timeout=None, max=4096))]
+    fn next_events<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        max: usize,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let timeout = timeout
+            .filter(|t| t.is_finite())
+            .map(|t| Duration::from_secs_f64(t.max(0.0)));
+        let core = &self.core;
+        let batch = py.detach(|| core.next_events(timeout, max));
+        match batch {
+            None => Ok(None),
+            Some(events) => {
+                let items = events
+                    .into_iter()
+                    .map(|e| event_tuple(py, e))
+                    .collect::<PyResult<Vec<_>>>()?;
+                Ok(Some(PyList::new(py, items)?))
+            }
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Stops the IO thread after sending what is queued; `next_events` then returns None.
+    fn close(&self, py: Python<'_>) {
+        let core = &self.core;
+        py.detach(|| core.close());
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyClientCore>()?;
+    Ok(())
+}

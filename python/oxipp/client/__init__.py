@@ -1,0 +1,1 @@
+"""The oxipp client: Client, views, AsyncResult, magics (see oxipp.client.client)."""

@@ -1,0 +1,189 @@
+"""The oxipp client's own duties, against real processes (our controller, oxipp and stock
+engines): every request ends (engine death, closing, controller shutdown), IOPub of other
+clients is ignored, bad input is refused clearly, consumed results are released.
+
+The API surface itself (views, AsyncResult, ...) is exercised by tests/client/.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+from clusters import Cluster, wait_for
+
+import oxipp
+from oxipp import error
+
+
+@oxipp.interactive
+def pid():
+    import os
+
+    return os.getpid()
+
+
+@oxipp.interactive
+def sleep_then(t, value=None):
+    import time
+
+    time.sleep(t)
+    return value
+
+
+@oxipp.interactive
+def chatty(n):
+    for i in range(n):
+        print(i)
+    return n
+
+
+@pytest.fixture(params=["oxipp", "stock"])
+def cluster(request, oxipp_bin, tmp_path):
+    c = Cluster(oxipp_bin, tmp_path / "profile", engine_kind=request.param)
+    c.start_controller()
+    for _ in range(2):
+        c.start_engine()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def rc(cluster):
+    client = oxipp.Client(profile_dir=str(cluster.profile_dir), timeout=10)
+    client.wait_for_engines(2, timeout=30)
+    yield client
+    client.close()
+
+
+def test_round_trip_and_metadata(rc):
+    pids = rc[:].apply_sync(pid)
+    assert len(set(pids)) == 2 and all(isinstance(p, int) for p in pids)
+    ar = rc[0].apply_async(chatty, 3)
+    assert ar.get(10) == 3
+    ar.wait_for_output(10)
+    assert ar.stdout == "0\n1\n2\n"
+    md = ar.metadata
+    assert md["engine_id"] == 0 and md["status"] == "ok"
+    assert md["submitted"] <= md["started"] <= md["completed"] <= md["received"]
+
+
+def test_engine_killed_mid_task_gives_engine_error(rc):
+    victim = rc[1].apply_sync(pid)
+    ar = rc[1].apply_async(sleep_then, 30)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(error.RemoteError) as exc_info:
+        ar.get(15)
+    assert exc_info.value.ename == "EngineError"
+    assert time.monotonic() - t0 < 10
+    wait_for(lambda: rc.ids == [0], 10, "engine 1 to leave client.ids")
+
+
+def test_close_fails_pending_and_refuses_new_work(rc):
+    ar = rc[0].apply_async(sleep_then, 30)
+    rc.close()
+    with pytest.raises(OSError):
+        ar.get(5)
+    with pytest.raises((OSError, RuntimeError)):
+        rc[0].apply_async(pid)
+
+
+def test_other_clients_output_is_not_ours(cluster, rc):
+    other = oxipp.Client(profile_dir=str(cluster.profile_dir), timeout=10)
+    try:
+        theirs = other[0].apply_async(chatty, 5)
+        mine = rc[0].apply_async(chatty, 2)
+        assert theirs.get(10) == 5 and mine.get(10) == 2
+        mine.wait_for_output(10)
+        theirs.wait_for_output(10)
+        assert mine.stdout == "0\n1\n"
+        assert theirs.stdout == "0\n1\n2\n3\n4\n"
+        assert not set(mine.msg_ids) & set(other.history)
+    finally:
+        other.close()
+
+
+def test_controller_shutdown_closes_the_client(cluster, rc):
+    ar = rc[0].apply_async(sleep_then, 30)
+    rc.shutdown(hub=True)
+    assert rc._closed
+    with pytest.raises(OSError):
+        ar.get(10)
+
+
+def test_no_controller_times_out_clearly(tmp_path):
+    # a connection file pointing at a port nobody serves
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    info = {
+        "interface": "tcp://127.0.0.1",
+        "registration": port,
+        "mux": port,
+        "task": port,
+        "control": port,
+        "broadcast": port,
+        "iopub": port,
+        "notification": port,
+        "key": "k",
+        "signature_scheme": "hmac-sha256",
+        "task_scheme": "leastload",
+    }
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="Hub connection request timed out"):
+        oxipp.Client(info, timeout=0.5)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize(
+    "bad, exc",
+    [
+        ({"interface": "tcp://127.0.0.1"}, ValueError),
+        ("tcp://127.0.0.1:1234", ValueError),
+        ("/nonexistent/ipcontroller-client.json", OSError),
+    ],
+)
+def test_bad_connection_info_is_refused(bad, exc):
+    with pytest.raises(exc):
+        oxipp.Client(bad, timeout=0.5)
+
+
+def test_wrong_key_gets_no_answer_but_a_timeout(cluster):
+    import json
+
+    info = json.loads(cluster.client_file.read_text())
+    info["key"] = "not-the-key"
+    with pytest.raises(TimeoutError):
+        oxipp.Client(info, timeout=1)
+
+
+def test_many_threads_share_one_client(rc):
+    results = {}
+
+    def work(i):
+        results[i] = rc.load_balanced_view().apply_sync(lambda x: x * 2, i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {i: 2 * i for i in range(8)}
+
+
+def test_consumed_results_are_released(rc):
+    view = rc.load_balanced_view()
+    for _ in view.imap(lambda x: x, range(2000)):
+        pass
+    rc.wait(timeout=10)
+    assert not rc.outstanding
+    # every future, result and metadata record of finished work is dropped
+    assert len(rc._futures) == 0
+    assert len(rc.results) == 0
+    assert len(rc.metadata) == 0
