@@ -72,6 +72,7 @@ def _progress_bar(widget=None, **kwargs):
             from tqdm import tqdm
     else:
         from tqdm import tqdm
+    kwargs.setdefault("file", sys.stdout)  # where stock's bars go (the magics' output too)
     return tqdm(**kwargs)
 
 

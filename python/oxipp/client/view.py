@@ -865,7 +865,18 @@ class LoadBalancedView(View):
                         ready.notify_all()
                         return
                     state["in_flight"] += 1
-                ar = self._really_apply(pf, args, None, block=False)
+                try:
+                    ar = self._really_apply(pf, args, None, block=False)
+                except Exception as e:  # noqa: BLE001 - e.g. the client was closed
+                    failed = concurrent.futures.Future()
+                    failed.set_exception(e)
+                    failed.get = lambda *a, _f=failed, **k: _f.result()
+                    with ready:
+                        pending.append(failed) if ordered else pending.add(failed)
+                        state["exhausted"] = True
+                        self._outstanding_maps.discard(map_id)
+                        ready.notify_all()
+                    return
                 with ready:
                     pending.append(ar) if ordered else pending.add(ar)
                     ready.notify_all()
