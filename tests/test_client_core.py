@@ -13,10 +13,9 @@ import socket
 import threading
 import time
 
+import oxipp
 import pytest
 from clusters import Cluster, wait_for
-
-import oxipp
 from oxipp import error
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from concurrent.futures import Future
 from threading import Lock
 
-
 _SENT = Future()
 _SENT.set_result(None)
 
