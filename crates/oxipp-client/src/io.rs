@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use oxipp_wire::signing::{Signer, Verdict};
-use oxipp_wire::sockets::{recv_frames, send_frames, Socket};
+use oxipp_wire::sockets::{recv_frames, send_owned_frames, Socket};
 use oxipp_wire::Message;
 use serde_json::Value;
 
@@ -145,7 +145,7 @@ impl Io {
     fn command(&mut self, c: Cmd) {
         match c {
             Cmd::Send(ch, frames) => {
-                if let Err(e) = send_frames(self.channel(ch), frames) {
+                if let Err(e) = send_owned_frames(self.channel(ch), frames) {
                     tracing::warn!("client send on {ch:?} failed: {e}");
                 }
             }

@@ -81,6 +81,7 @@ impl Core {
     /// Connects every socket (ZeroMQ connects lazily, so this does not wait for the
     /// controller) and starts the IO thread.
     pub fn connect(connection_json: &str) -> Result<Core, ClientError> {
+        oxipp_wire::alloc::keep_large_buffers_on_heap();
         let endpoints = Endpoints::parse(connection_json)?;
         let signer = Signer::new(endpoints.key.as_bytes(), &endpoints.signature_scheme)
             .map_err(ClientError::Config)?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use oxipp_wire::replay::DigestHistory;
 use oxipp_wire::signing::Verdict;
-use oxipp_wire::sockets::{recv_frames, send_frames, Socket};
+use oxipp_wire::sockets::{recv_frames, send_frames, send_owned_frames, Socket};
 use oxipp_wire::{msg_types as mt, Frame, Message};
 use serde_json::{json, Value};
 
@@ -188,7 +188,7 @@ impl Io {
             tracing::warn!("no {ch:?} socket to send on");
             return;
         };
-        if let Err(e) = send_frames(sock, frames) {
+        if let Err(e) = send_owned_frames(sock, frames) {
             tracing::warn!("send on {ch:?} failed: {e}");
         }
     }

@@ -89,6 +89,7 @@ fn default_kernel_info() -> Value {
 impl Runtime {
     /// Registers with the controller, connects every channel and starts the threads.
     pub fn start(opts: Options) -> Result<Runtime, EngineError> {
+        oxipp_wire::alloc::keep_large_buffers_on_heap();
         let ep = Endpoints::parse(&opts.connection_json)?;
         let signer =
             Signer::new(ep.key.as_bytes(), &ep.signature_scheme).map_err(EngineError::Config)?;

@@ -8,6 +8,7 @@
 //! ([`connection`]), profile directories ([`profile`]), the protocol constants ([`msg_types`])
 //! and the one place that creates ZeroMQ sockets ([`sockets`]).
 
+pub mod alloc;
 pub mod connection;
 pub mod dates;
 pub mod errors;

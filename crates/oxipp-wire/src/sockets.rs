@@ -53,6 +53,10 @@ pub fn bind(s: &Socket, interface: &str, port: u16) -> zmq::Result<u16> {
         .ok_or(zmq::Error::EINVAL)
 }
 
+/// Frames at least this large are not copied on receive or send: the frame keeps the ZeroMQ
+/// message (or hands its Vec to ZeroMQ). Below it, one copy is cheaper than the bookkeeping.
+pub const ZERO_COPY_MIN: usize = 64 * 1024;
+
 /// Receives all frames of one message (non-blocking if `dontwait`).
 pub fn recv_frames(s: &Socket, dontwait: bool) -> zmq::Result<Vec<Frame>> {
     let flags = if dontwait { zmq::DONTWAIT } else { 0 };
@@ -61,11 +65,39 @@ pub fn recv_frames(s: &Socket, dontwait: bool) -> zmq::Result<Vec<Frame>> {
         let mut m = zmq::Message::new();
         s.recv(&mut m, if out.is_empty() { flags } else { 0 })?;
         let more = m.get_more();
-        out.push(Bytes::from(m.to_vec()));
+        if m.len() >= ZERO_COPY_MIN {
+            out.push(Bytes::from_owner(ZmqBytes(m)));
+        } else {
+            out.push(Bytes::from(m.to_vec()));
+        }
         if !more {
             return Ok(out);
         }
     }
+}
+
+/// A received ZeroMQ message as the owner of a [`Bytes`] frame.
+struct ZmqBytes(zmq::Message);
+
+impl AsRef<[u8]> for ZmqBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Sends frames as one multipart message, handing large frames to ZeroMQ without a copy when
+/// this is their only owner (a frame shared elsewhere, or received, is copied once).
+pub fn send_owned_frames(s: &Socket, frames: Vec<Frame>) -> zmq::Result<()> {
+    let n = frames.len();
+    for (i, f) in frames.into_iter().enumerate() {
+        let flags = if i + 1 < n { zmq::SNDMORE } else { 0 };
+        if f.len() >= ZERO_COPY_MIN {
+            s.send(zmq::Message::from(Vec::<u8>::from(f)), flags)?;
+        } else {
+            s.send(f.as_ref(), flags)?;
+        }
+    }
+    Ok(())
 }
 
 /// Sends frames as one multipart message.

@@ -347,6 +347,17 @@ class Client:
             raise self._unwrap_exception(content)
         self._update_engines(content.get("engines", {}))
 
+    def _refresh_engines(self):
+        """Re-reads the engine table from the Hub (connection_request)."""
+        try:
+            fut = self._send("query", "connection_request", {})
+        except OSError:
+            return
+        if fut.wait(5):
+            content = fut.result()["content"]
+            if content.get("status") == "ok":
+                self._update_engines(content.get("engines", {}))
+
     def _maybe_activate(self):
         try:
             from IPython import get_ipython
@@ -994,7 +1005,13 @@ class Client:
 
                 bar = tqdm(total=n, unit="engine", desc="Waiting for engines")
             try:
+                last_refresh = time.monotonic()
                 while not check():
+                    if time.monotonic() - last_refresh > 1.0:
+                        # a registration that raced our connect can be missed by the
+                        # notification feed (SUB sockets join late): ask the Hub again
+                        last_refresh = time.monotonic()
+                        self._refresh_engines()
                     if bar is not None:
                         bar.n = len(self._ids)
                         bar.refresh()

@@ -55,6 +55,8 @@ impl Command {
 /// the interpreter and hands the code to `sys.exit`. `--help` and `--version` print and return
 /// 0; usage errors print clap's message and return 2.
 pub fn cli_main(argv: Vec<String>) -> i32 {
+    // the controller relays whole messages: keep large ones off fresh mmaps (see alloc.rs)
+    oxipp_wire::alloc::keep_large_buffers_on_heap();
     match Cli::try_parse_from(argv) {
         Ok(cli) => cli.command.run(),
         Err(err) => {
