@@ -66,7 +66,7 @@ step "Python packages"
 # pip leaves satisfied requirements alone (no index look-ups for them) so this is quick when warm
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c scripts/constraints.txt \
-    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist mpi4py matplotlib cloudpickle dill
+    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist mpi4py matplotlib cloudpickle dill joblib
 
 step "cargo build --release --bin oxipp"
 # Selecting oxipp-py too (only the `oxipp` binary is built) makes cargo resolve features for

@@ -1203,7 +1203,7 @@ class Client:
                 raise TypeError(f"Expected msg_id, int, or AsyncResult, got {job!r}")
         return msg_ids
 
-    def _asyncresult_from_jobs(self, jobs=None, owner=False):
+    def _asyncresult_from_jobs(self, jobs=None, owner=False, single=False):
         if not isinstance(jobs, (list, tuple)):
             jobs = [jobs]
         futures = []
@@ -1228,6 +1228,8 @@ class Client:
                 futures.append(job)
             else:
                 raise TypeError(f"Expected msg_id, int, or AsyncResult, got {job!r}")
+        if single and len(futures) == 1:
+            return AsyncResult(self, futures[0], owner=owner)
         return AsyncResult(self, futures, owner=owner)
 
     def get_result(self, indices_or_msg_ids=None, block=None, owner=True):
@@ -1248,9 +1250,7 @@ class Client:
             theids.append(id)
         local = [m for m in theids if m in self._futures or m in self.results]
         if len(local) == len(theids):
-            ar = self._asyncresult_from_jobs(theids, owner=owner)
-            if single:
-                ar._single_result = True
+            ar = self._asyncresult_from_jobs(theids, owner=owner, single=single)
         else:
             ar = AsyncHubResult(self, theids[0] if single else theids, owner=owner)
         if block:
