@@ -472,9 +472,11 @@ class Client:
         metadata=None,
         track_outstanding=False,
         message_future_hook=None,
+        record_history=True,
     ):
         """Sends one message through the Rust core; returns its MessageFuture (None for
-        messages without replies)."""
+        messages without replies). ``record_history=False`` keeps it out of ``history`` (imap
+        streams: a million tasks must not grow the client)."""
         if self._closed:
             raise OSError("Connections have been closed.")
         msg_id, header_bytes = self._core.new_header(msg_type)
@@ -486,7 +488,8 @@ class Client:
             with self._lock:
                 if track_outstanding:
                     self.outstanding.add(msg_id)
-                    self.history.append(msg_id)
+                    if record_history:
+                        self.history.append(msg_id)
                     if ident:
                         engine_uuid = (ident[-1] if isinstance(ident, list) else ident).decode()
                         self._outstanding_dict[engine_uuid].add(msg_id)
@@ -559,6 +562,7 @@ class Client:
         track=False,
         ident=None,
         message_future_hook=None,
+        record_history=True,
     ):
         """Packs ``f(*args, **kwargs)`` and sends an apply_request on ``socket`` (mux, task or
         broadcast); returns its MessageFuture."""
@@ -586,6 +590,7 @@ class Client:
             track=track,
             track_outstanding=True,
             message_future_hook=message_future_hook,
+            record_history=record_history,
         )
 
     def send_execute_request(

@@ -734,6 +734,7 @@ class LoadBalancedView(View):
         targets=None,
         retries=None,
         label=None,
+        _record_history=True,
     ):
         if not self.client._task_enabled:
             msg = "Task farming is disabled"
@@ -773,7 +774,13 @@ class LoadBalancedView(View):
             "label": label,
         }
         future = self.client.send_apply_request(
-            self._socket, f, args, kwargs, track=track, metadata=metadata
+            self._socket,
+            f,
+            args,
+            kwargs,
+            track=track,
+            metadata=metadata,
+            record_history=_record_history,
         )
         ar = AsyncResult(self.client, future, fname=getname(f), targets=None, owner=True)
         if block:
@@ -866,7 +873,8 @@ class LoadBalancedView(View):
                         return
                     state["in_flight"] += 1
                 try:
-                    ar = self._really_apply(pf, args, None, block=False)
+                    # not in history: an imap may stream without end, memory must not grow
+                    ar = self._really_apply(pf, args, None, block=False, _record_history=False)
                 except Exception as e:  # noqa: BLE001 - e.g. the client was closed
                     failed = concurrent.futures.Future()
                     failed.set_exception(e)
