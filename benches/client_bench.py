@@ -19,6 +19,7 @@ absolute times. The last line printed is the JSON of all results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import json
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 OXIPP_BIN = Path(os.environ.get("OXIPP_BIN", REPO / "target" / "release" / "oxipp"))
@@ -92,10 +95,8 @@ class IppCluster:
         return self
 
     def stop(self):
-        try:
+        with contextlib.suppress(Exception):  # best effort teardown
             self.rc.close()
-        except Exception:  # noqa: BLE001, S110 - best effort teardown
-            pass
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
@@ -147,8 +148,6 @@ def bench_ipp(kind: str, sizes) -> dict:
             rates.append(sizes.map_n / (time.perf_counter() - t))
             assert len(out) == sizes.map_n
         res["map"] = {"tasks_per_s": statistics.median(rates), "n": sizes.map_n}
-        import numpy as np
-
         arr = np.random.random(sizes.array_mb * 1024 * 1024 // 8)
         push, pull = [], []
         for _ in range(sizes.repeats):
@@ -209,14 +208,16 @@ def bench_pool(sizes) -> dict:
 
 def bench_dask(sizes) -> dict:
     try:
-        import distributed
+        import distributed  # noqa: PLC0415 - optional: only this column needs it
     except ImportError:
         return {"error": "distributed is not installed"}
-    import numpy as np
 
-    with distributed.LocalCluster(
-        n_workers=ENGINES, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=ENGINES, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         client.wait_for_workers(ENGINES)
         workers = list(client.scheduler_info()["workers"])
         res = {
@@ -244,9 +245,7 @@ def bench_dask(sizes) -> dict:
             del fut, back
         res["push_MBps"] = statistics.median(push)
         res["pull_MBps"] = statistics.median(pull)
-        res["execute_all"] = latency_stats(
-            timed(lambda: client.run(noop), sizes.execute_n, 20)
-        )
+        res["execute_all"] = latency_stats(timed(lambda: client.run(noop), sizes.execute_n, 20))
         res["version"] = distributed.__version__
     return res
 
