@@ -55,3 +55,20 @@ def test_python_m_oxipp_controller_reaches_rust(oxipp_bin):
         native.stderr,
     )
     assert "Traceback" not in via_python.stderr
+
+
+def test_top_level_names_match_stock():
+    """`import oxipp as ipp` must offer what code written for ipyparallel reaches for."""
+    import ipyparallel
+
+    import oxipp
+
+    # stock's module namespace also leaks its own imports and server-extension hooks
+    internals = {"MultipleInstanceError", "builtins", "controller", "os", "sys", "traceback"}
+    internals |= {"traitlets", "util", "load_jupyter_server_extension"}
+    stock = {n for n in dir(ipyparallel) if not n.startswith("_")} - internals
+    missing = sorted(n for n in stock if not hasattr(oxipp, n))
+    assert missing == []
+    assert oxipp.error.RemoteError.__name__ == "RemoteError"
+    assert issubclass(oxipp.CompositeError, oxipp.RemoteError)
+    assert oxipp.TimeoutError is TimeoutError

@@ -87,19 +87,25 @@ __all__ = [
 ]
 
 
+# submodules users reach as attributes (`ipp.error.RemoteError`)
+_SUBMODULES = ("error", "client", "cluster", "serialize")
+
+
 def __getattr__(name):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'oxipp' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 def register_joblib_backend(name="ipyparallel", make_default=False):
