@@ -60,7 +60,6 @@ def test_python_m_oxipp_controller_reaches_rust(oxipp_bin):
 def test_top_level_names_match_stock():
     """`import oxipp as ipp` must offer what code written for ipyparallel reaches for."""
     import ipyparallel
-
     import oxipp
 
     # stock's module namespace also leaks its own imports and server-extension hooks
