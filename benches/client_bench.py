@@ -25,6 +25,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -98,8 +99,9 @@ class IppCluster:
         with contextlib.suppress(Exception):  # best effort teardown
             self.rc.close()
         for p in self.procs:
-            if p.poll() is None:
-                p.kill()
+            # each in its own session: the stock controller forks its schedulers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
         self.tmp.cleanup()
 

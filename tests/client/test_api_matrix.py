@@ -8,6 +8,7 @@ tests themselves were checked against the behaviour they describe.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -43,13 +44,22 @@ class StockControllerCluster(Cluster):
         ]
         log = open(self.profile_dir.parent / "controller.log", "ab")  # noqa: SIM115
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        self.controller = subprocess.Popen(cmd, stdout=log, stderr=log)
+        # its own process group: the stock controller forks its schedulers, and stop() must
+        # take them down too
+        self.controller = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
         wait_for(
             lambda: self.client_file.exists() and self.engine_file.exists(),
             30,
             "stock connection files",
         )
         return self.controller
+
+
+    def stop(self):
+        if self.controller is not None and self.controller.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.controller.pid, signal.SIGKILL)
+        super().stop()
 
 
 def make_cluster(kind, oxipp_bin, path):
