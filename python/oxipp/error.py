@@ -139,6 +139,10 @@ class CompositeError(RemoteError):
         self.elist = elist
         self.args = [e[0] for e in elist]
 
+    def _get_traceback(self, ev):
+        # an evalue that is a live exception may carry IPython's rendered traceback text
+        return getattr(ev, "_ipython_traceback_text", "No traceback available")
+
     def __str__(self):
         s = str(self.msg)
         for en, ev, _etb, ei in self.elist[: self.tb_limit]:

@@ -15,8 +15,10 @@ from inspect import signature
 from ..serialize import PrePickled
 from ..serialize.stock_helpers import _map
 from . import map as _maps
+from ._util import getname
 
-__all__ = ["remote", "parallel", "RemoteFunction", "ParallelFunction", "getname"]
+# getname stays importable from here (views use it), as in stock, but is not exported
+__all__ = ["remote", "parallel", "RemoteFunction", "ParallelFunction"]
 
 
 def remote(view, block=None, **flags):
@@ -35,16 +37,6 @@ def parallel(view, dist="b", block=None, ordered=True, **flags):
         return ParallelFunction(view, f, dist=dist, block=block, ordered=ordered, **flags)
 
     return parallel_function
-
-
-def getname(f):
-    """A name for ``f`` in messages and result labels."""
-    for attr in ("__name__", "name"):
-        try:
-            return getattr(f, attr)
-        except Exception:  # noqa: BLE001, S112 - any object may be applied
-            continue
-    return str(f)
 
 
 def sync_view_results(method):
@@ -86,7 +78,7 @@ class RemoteFunction:
         else:
             try:
                 self.__signature__ = signature(f)
-            except (TypeError, ValueError):
+            except Exception:  # noqa: BLE001 - builtins and odd callables have none; fine
                 pass
 
     def __call__(self, *args, **kwargs):
@@ -138,7 +130,7 @@ class ParallelFunction(RemoteFunction):
         for i, seq in enumerate(sequences):
             try:
                 n = len(seq)
-            except TypeError:
+            except Exception:  # noqa: BLE001 - generators etc.: materialise, as stock does
                 seq = sequences[i] = list(seq)
                 n = len(seq)
             lens.append(n)
