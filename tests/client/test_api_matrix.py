@@ -54,7 +54,6 @@ class StockControllerCluster(Cluster):
         )
         return self.controller
 
-
     def stop(self):
         if self.controller is not None and self.controller.poll() is None:
             with contextlib.suppress(ProcessLookupError):
