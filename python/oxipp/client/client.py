@@ -205,6 +205,8 @@ def _json_default(obj):
 
 
 def _dumps(obj) -> bytes:
+    if not obj:
+        return b"{}"
     return json.dumps(obj, default=_json_default, separators=(",", ":")).encode()
 
 

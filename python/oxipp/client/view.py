@@ -46,7 +46,7 @@ def _saves_ids(method):
             if n > 0:
                 ids = self.client.history[-n:]
                 self.history.extend(ids)
-                self.outstanding.update(ids)
+                self._outstanding.update(ids)
 
     return wrapper
 
@@ -79,7 +79,8 @@ class View:
         self.client = client
         self._socket = socket
         self.history = History(client._history_prefix)
-        self.outstanding = set()
+        self._outstanding = set()
+        self._sync_at = 64
         self.results = client.results
         self.block = client.block
         self.track = False
@@ -120,9 +121,23 @@ class View:
         finally:
             self.set_flags(**saved)
 
-    def _sync_results(self):
-        if self.outstanding:
-            self.outstanding.intersection_update(self.client.outstanding)
+    @property
+    def outstanding(self):
+        """msg_ids sent through this view that have no result yet."""
+        self._sync_results(force=True)
+        return self._outstanding
+
+    @outstanding.setter
+    def outstanding(self, value):
+        self._outstanding = set(value)
+
+    def _sync_results(self, force=False):
+        # Forgetting finished ids costs O(outstanding); after every call that made a loop of
+        # N apply_async calls O(N^2). Between reads, prune only when the set has doubled.
+        n = len(self._outstanding)
+        if n and (force or n >= self._sync_at):
+            self._outstanding.intersection_update(self.client.outstanding)
+            self._sync_at = 2 * len(self._outstanding) + 64
 
     def _really_apply(self, f, args, kwargs, block=None, **options):
         raise NotImplementedError("Implement in subclasses")
@@ -525,10 +540,10 @@ class BroadcastView(DirectView):
                 )
                 client.outstanding.add(derived)
                 client._outstanding_dict[ident].add(derived)
-                self.outstanding.add(derived)
+                self._outstanding.add(derived)
                 futures.append(future[0])
             # the original id is never answered itself
-            self.outstanding.discard(original)
+            self._outstanding.discard(original)
             client.outstanding.discard(original)
             client._futures.pop(original, None)
             client._output_futures.pop(original, None)
