@@ -218,3 +218,13 @@ def test_imap_streams_in_bounded_memory(rc):
     assert rss_at[25_000] - rss_at[5_000] < 1.5, rss_at
     assert len(rc.history) == 0 and len(view.history) == 0
     assert not rc.outstanding and not view.outstanding
+
+
+def test_imap_keeps_order_and_loses_nothing(rc):
+    """Refills come from two threads (the consumer and the dispatcher's callbacks): results
+    must still come back complete and in order."""
+    view = rc.load_balanced_view()
+    for max_outstanding in (1, 8, 0):
+        out = list(view.imap(identity, range(1500), max_outstanding=max_outstanding))
+        assert out == list(range(1500)), max_outstanding
+    assert sorted(view.imap(identity, range(500), ordered=False)) == list(range(500))

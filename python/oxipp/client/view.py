@@ -857,53 +857,61 @@ class LoadBalancedView(View):
             with ready:
                 ready.notify_all()
 
+        pumping = threading.local()
+
         def on_done(_ar):
             with ready:
                 state["in_flight"] -= 1
                 ready.notify_all()
-            submit_more()
+            if not getattr(pumping, "active", False):  # else the running loop refills
+                submit_more()
+
+        def fail(e):
+            failed = concurrent.futures.Future()
+            failed.set_exception(e)
+            failed.get = lambda *a, _f=failed, **k: _f.result()
+            pending.append(failed) if ordered else pending.add(failed)
+            state["exhausted"] = True
+            self._outstanding_maps.discard(map_id)
+            ready.notify_all()
 
         def submit_more():
-            while True:
-                with lock:
-                    if state["exhausted"]:
-                        return
-                    if max_outstanding and state["in_flight"] >= max_outstanding:
-                        return
-                    try:
-                        args = next(args_iter)
-                    except StopIteration:
-                        state["exhausted"] = True
-                        self._outstanding_maps.discard(map_id)
-                        ready.notify_all()
-                        return
-                    except Exception as e:  # noqa: BLE001 - surfaced by the iterator
-                        failed = concurrent.futures.Future()
-                        failed.set_exception(e)
-                        failed.get = lambda *a, _f=failed, **k: _f.result()
-                        pending.append(failed) if ordered else pending.add(failed)
-                        state["exhausted"] = True
-                        self._outstanding_maps.discard(map_id)
-                        ready.notify_all()
-                        return
-                    state["in_flight"] += 1
-                try:
-                    # not in history: an imap may stream without end, memory must not grow
-                    ar = self._really_apply(pf, args, None, block=False, _record_history=False)
-                except Exception as e:  # noqa: BLE001 - e.g. the client was closed
-                    failed = concurrent.futures.Future()
-                    failed.set_exception(e)
-                    failed.get = lambda *a, _f=failed, **k: _f.result()
+            # Taking the next arguments, sending them and queueing the result happen under one
+            # lock: two threads refilling at once (the consumer and the dispatcher's
+            # callbacks) can then neither reorder results nor let the consumer see
+            # "exhausted" before the last result is queued.
+            pumping.active = True
+            try:
+                while True:
                     with ready:
-                        pending.append(failed) if ordered else pending.add(failed)
-                        state["exhausted"] = True
-                        self._outstanding_maps.discard(map_id)
+                        if state["exhausted"]:
+                            return
+                        if max_outstanding and state["in_flight"] >= max_outstanding:
+                            return
+                        try:
+                            args = next(args_iter)
+                        except StopIteration:
+                            state["exhausted"] = True
+                            self._outstanding_maps.discard(map_id)
+                            ready.notify_all()
+                            return
+                        except Exception as e:  # noqa: BLE001 - surfaced by the iterator
+                            fail(e)
+                            return
+                        try:
+                            # not in history: an imap may stream without end
+                            ar = self._really_apply(
+                                pf, args, None, block=False, _record_history=False
+                            )
+                        except Exception as e:  # noqa: BLE001 - e.g. the client was closed
+                            fail(e)
+                            return
+                        state["in_flight"] += 1
+                        pending.append(ar) if ordered else pending.add(ar)
                         ready.notify_all()
-                    return
-                with ready:
-                    pending.append(ar) if ordered else pending.add(ar)
-                    ready.notify_all()
-                ar.add_done_callback(on_done)
+                    ar.add_done_callback(on_done)
+            finally:
+                pumping.active = False
 
         submit_more()
 
