@@ -427,6 +427,8 @@ class Client:
 
     def _build_targets(self, targets):
         """targets (None/'all'/int/slice/list/range) -> (uuid bytes list, int id list)."""
+        if not self._ids and not self._closed:
+            self._refresh_engines()  # a registration notification may have been missed
         if not self._ids:
             raise error.NoEnginesRegistered("Can't build targets without any engines")
         ids = self._ids
@@ -440,15 +442,16 @@ class Client:
         elif isinstance(targets, int):
             if targets < 0:
                 targets = ids[targets]
-            if targets not in ids:
-                raise IndexError(f"No such engine: {targets}")
-            targets = [targets]
+            targets = [targets]  # unknown ids: IndexError below, after a refresh
         if isinstance(targets, slice):
             targets = [ids[i] for i in range(len(ids))[targets]]
         if not isinstance(targets, (tuple, list, range)):
             raise TypeError(f"targets by int/slice/collection of ints only, not {type(targets)}")
         targets = list(targets)
         missing = [t for t in targets if t not in self._engines]
+        if missing and not self._closed:
+            self._refresh_engines()
+            missing = [t for t in targets if t not in self._engines]
         if missing:
             raise IndexError(f"No such engine: {missing[0]}")
         return [self._engines[t].encode("utf8") for t in targets], targets
