@@ -6,6 +6,7 @@ other in the same run, and the table shows both numbers and their ratio. See ben
     .venv/bin/python benches/run.py                 # full run (tens of minutes)
     .venv/bin/python benches/run.py --smoke         # tiny sizes, < 60 s, checks the harness
     .venv/bin/python benches/run.py --only b --controllers oxipp
+    .venv/bin/python benches/run.py --only d       # client_bench.py: + Dask and Pool
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sizes import FULL, SMOKE, Sizes
 
 STOCK_CLIENT = Path(__file__).resolve().parent / "stock_client.py"
 CLUSTER_START = Path(__file__).resolve().parent / "cluster_start.py"
+CLIENT_BENCH = Path(__file__).resolve().parent / "client_bench.py"
 # Controller-side connections per simulated engine: shell to mux, task and a broadcast leaf,
 # plus the heartbeat DEALER (pings arrive on a SUB shared by many engines).
 FDS_PER_SIM_ENGINE = 4
@@ -100,6 +102,24 @@ def run_part_c(names: list[str], sizes: Sizes, args: argparse.Namespace, results
             "error": err if median is None else None,
         }
         log(f"(c) {k}: {_brief(results[k]['workloads']['start'])}")
+
+
+def run_part_d(args: argparse.Namespace) -> dict:
+    """client_bench.py (its own clusters: oxipp, stock, stock client on an oxipp cluster, Dask,
+    Pool; 2 workers each): its JSON result, or an error."""
+    argv = [args.python, str(CLIENT_BENCH), f"--oxipp-bin={args.oxipp_bin}"]
+    argv += [f"--out-dir={args.out_dir}", *(["--smoke"] if args.smoke else [])]
+    # each system has its own timeout inside; this one only catches a stuck harness
+    with Group(argv, REPO / "target" / "bench-client.log", capture=True) as proc:
+        code, out = proc.communicate(600 if args.smoke else 5 * 3600)
+    r = last_json_line(out)
+    if r is None:
+        return {
+            "error": f"client_bench.py gave no result (exit {code}): see target/bench-client.log"
+        }
+    if code != 0:
+        r["error"] = f"client_bench.py exited {code} (a system failed: its cells say why)"
+    return r
 
 
 def sim_jobs(sizes: Sizes) -> list[SimJob]:
@@ -214,9 +234,16 @@ def host_notes(sizes: Sizes) -> list[str]:
 
 
 def write_results(
-    args: argparse.Namespace, sizes: Sizes, names: list[str], results: dict, elapsed: float
+    args: argparse.Namespace,
+    sizes: Sizes,
+    names: list[str],
+    results: dict,
+    elapsed: float,
+    *,
+    part_d: dict | None = None,
 ) -> None:
-    """Print the Markdown table and write everything to bench-results/<timestamp>.json."""
+    """Print the Markdown table (and part (d)'s) and write everything to
+    bench-results/<timestamp>.json."""
     rows = build_rows(results, names)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     flags = " ".join([f"--ping={args.ping}", *args.controller_arg])
@@ -228,6 +255,9 @@ def write_results(
         + "\n".join(f"* note: {n}" for n in host_notes(sizes))
     )
     table = markdown(rows, names, header)
+    if part_d is not None:
+        table += "\n\n### (d) the whole stack vs Dask and Pool (client_bench.py)\n\n"
+        table += part_d.get("markdown") or f"error: {part_d.get('error')}"
     print(table)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{stamp}.json"
@@ -249,6 +279,7 @@ def write_results(
                 "sizes": sizes.to_json(),
                 "controllers": results,
                 "rows": rows,
+                "client_bench": part_d,
                 "markdown": table,
             },
             indent=2,
@@ -263,7 +294,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--smoke", action="store_true", help="tiny sizes (< 60 s), for CI")
-    p.add_argument("--only", choices=["a", "b", "c"], help="run only part (a), (b) or (c)")
+    p.add_argument(
+        "--only", choices=["a", "b", "c", "d"], help="run only part (a), (b), (c) or (d)"
+    )
     p.add_argument(
         "--workloads",
         help="comma-separated subset of part (b): lb,mux,reg_small,reg_large,execute,rss",
@@ -329,7 +362,13 @@ def main() -> int:
         # the simulator replaces the engines: oxipp-engines would repeat the oxipp column
         run_part_b([k for k in runnable if k.name != "oxipp-engines"], sizes, args, results)
 
-    write_results(args, sizes, names, results, time.monotonic() - started)
+    part_d = None
+    if args.only in (None, "d"):
+        log("(d) client_bench.py: oxipp, stock, stock client + oxipp cluster, Dask, Pool ...")
+        part_d = run_part_d(args)
+        log(f"    (d): {part_d.get('error') or 'ok'}")
+
+    write_results(args, sizes, names, results, time.monotonic() - started, part_d=part_d)
     return 0
 
 

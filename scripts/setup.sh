@@ -5,7 +5,8 @@
 #      is built from source by the zmq crate with the machine's gcc; python3.11 and cargo come
 #      with the machine
 #   2. the venv .venv (reused if present) with maturin, ruff, ipyparallel[test]==9.2.0 (the stock
-#      suite and the reference implementation), numpy, pytest-timeout, pytest-xdist, pinned by
+#      suite and the reference implementation), numpy, pytest-timeout, pytest-xdist,
+#      dask[distributed] (the Dask column of benches/client_bench.py), pinned by
 #      scripts/constraints.txt so the stock baseline stays valid
 #   3. the release `oxipp` binary (target/release/oxipp), used by the compat suite and main.sh
 #   4. the `oxipp` Python package with its extension module (maturin develop --release), which
@@ -66,7 +67,8 @@ step "Python packages"
 # pip leaves satisfied requirements alone (no index look-ups for them) so this is quick when warm
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c scripts/constraints.txt \
-    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist mpi4py matplotlib cloudpickle dill joblib
+    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist mpi4py matplotlib cloudpickle dill joblib \
+    "dask[distributed]==2026.8.0"
 
 step "cargo build --release --bin oxipp"
 # Selecting oxipp-py too (only the `oxipp` binary is built) makes cargo resolve features for

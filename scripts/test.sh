@@ -96,10 +96,9 @@ run_step "pytest tests (ours, tests/compat excluded)" own_pytest
 
 # --- benchmark harness smoke run (tiny sizes: checks the harness, not the speed) -------------
 bench_smoke() {
-    cargo build --release -p oxipp-bench && "$py" benches/run.py --smoke \
-        && "$py" benches/client_bench.py --smoke
+    cargo build --release -p oxipp-bench && "$py" benches/run.py --smoke
 }
-run_step "benches/run.py + client_bench.py --smoke (oxipp and stock side by side, tiny sizes)" bench_smoke
+run_step "benches/run.py --smoke (oxipp and stock side by side incl. part d, the whole stack vs Dask and Pool; tiny sizes)" bench_smoke
 
 # --- stock ipyparallel suite against the oxipp controller ----------------------------------
 compat_out="$repo/target/compat/test-$(date +%Y%m%d-%H%M%S)"
