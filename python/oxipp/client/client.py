@@ -1242,6 +1242,19 @@ class Client:
             return AsyncResult(self, futures[0], owner=owner)
         return AsyncResult(self, futures, owner=owner)
 
+    def _history_ids(self, indices_or_msg_ids):
+        """msg_ids from one or a list of msg_ids and ``history`` indices."""
+        if not isinstance(indices_or_msg_ids, (list, tuple)):
+            indices_or_msg_ids = [indices_or_msg_ids]
+        ids = []
+        for i in indices_or_msg_ids:
+            if isinstance(i, int):
+                i = self.history[i]
+            if not isinstance(i, str):
+                raise TypeError(f"indices must be str or int, not {i!r}")
+            ids.append(i)
+        return ids
+
     def get_result(self, indices_or_msg_ids=None, block=None, owner=True):
         """An AsyncResult for jobs sent by this client, else an AsyncHubResult fetched from
         the Hub's database."""
@@ -1249,15 +1262,7 @@ class Client:
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
         single = isinstance(indices_or_msg_ids, (int, str))
-        if single:
-            indices_or_msg_ids = [indices_or_msg_ids]
-        theids = []
-        for id in indices_or_msg_ids:
-            if isinstance(id, int):
-                id = self.history[id]
-            if not isinstance(id, str):
-                raise TypeError(f"indices must be str or int, not {id!r}")
-            theids.append(id)
+        theids = self._history_ids(indices_or_msg_ids)
         local = [m for m in theids if m in self._futures or m in self.results]
         if len(local) == len(theids):
             ar = self._asyncresult_from_jobs(theids, owner=owner, single=single)
@@ -1272,15 +1277,7 @@ class Client:
         block = self.block if block is None else block
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
-        if not isinstance(indices_or_msg_ids, (list, tuple)):
-            indices_or_msg_ids = [indices_or_msg_ids]
-        theids = []
-        for id in indices_or_msg_ids:
-            if isinstance(id, int):
-                id = self.history[id]
-            if not isinstance(id, str):
-                raise TypeError(f"indices must be str or int, not {id!r}")
-            theids.append(id)
+        theids = self._history_ids(indices_or_msg_ids)
         msg = self._query("resubmit_request", {"msg_ids": theids})
         mapping = msg["content"]["resubmitted"]
         new_ids = [mapping[m] for m in theids]
