@@ -68,6 +68,26 @@ def _syncs_results(method):
     return wrapper
 
 
+def _prepickled(f, args, kwargs):
+    """``f``, its args and kwargs pickled once, to be sent to many targets."""
+    return (
+        PrePickled(f),
+        [PrePickled(a) for a in args],
+        {k: PrePickled(v) for k, v in kwargs.items()},
+    )
+
+
+def _result_or_future(ar, block):
+    """What an apply returns: the result if blocking (the AsyncResult after Ctrl-C), else
+    the AsyncResult."""
+    if block:
+        try:
+            return ar.get()
+        except KeyboardInterrupt:
+            pass
+    return ar
+
+
 class View:
     """Base of the views: flags, waiting, history and the map/apply family."""
 
@@ -322,9 +342,7 @@ class DirectView(View):
         metadata = {"label": label}
         idents, int_targets = self.client._build_targets(targets)
         # pickle once, send to every target
-        pf = PrePickled(f)
-        pargs = [PrePickled(a) for a in args]
-        pkwargs = {k: PrePickled(v) for k, v in kwargs.items()}
+        pf, pargs, pkwargs = _prepickled(f, args, kwargs)
         futures = [
             self.client.send_apply_request(
                 self._socket, pf, pargs, pkwargs, track=track, ident=ident, metadata=metadata
@@ -334,12 +352,7 @@ class DirectView(View):
         if isinstance(targets, int):
             futures = futures[0]
         ar = AsyncResult(self.client, futures, fname=getname(f), targets=int_targets, owner=True)
-        if block:
-            try:
-                return ar.get()
-            except KeyboardInterrupt:
-                pass
-        return ar
+        return _result_or_future(ar, block)
 
     @_syncs_results
     def map(self, f, *sequences, block=None, track=False, return_exceptions=False, label=None):
@@ -586,20 +599,13 @@ class BroadcastView(DirectView):
 
         self.client.send_apply_request(
             self._socket,
-            PrePickled(f),
-            [PrePickled(a) for a in args],
-            {k: PrePickled(v) for k, v in kwargs.items()},
+            *_prepickled(f, args, kwargs),
             track=track,
             metadata=metadata,
             message_future_hook=hook,
         )
         ar = result[0]
-        if block:
-            try:
-                return ar.get()
-            except KeyboardInterrupt:
-                pass
-        return ar
+        return _result_or_future(ar, block)
 
     @_syncs_results
     @_saves_ids
@@ -798,12 +804,7 @@ class LoadBalancedView(View):
             record_history=_record_history,
         )
         ar = AsyncResult(self.client, future, fname=getname(f), targets=None, owner=True)
-        if block:
-            try:
-                return ar.get()
-            except KeyboardInterrupt:
-                pass
-        return ar
+        return _result_or_future(ar, block)
 
     @_syncs_results
     @_saves_ids
