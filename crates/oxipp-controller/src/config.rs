@@ -73,6 +73,12 @@ pub struct Config {
     pub max_pending_registrations: usize,
     /// Signatures remembered to reject replays.
     pub digest_history: usize,
+    /// Interpreter that runs the dask.distributed scheduler for `become_dask_request`
+    /// (`IPController.dask_python`; None = `$OXIPP_PYTHON` and the other fallbacks of
+    /// [`crate::dask_process::python`]).
+    pub dask_python: Option<String>,
+    /// How long that scheduler may take to report its address before the request fails.
+    pub dask_start_timeout_ms: u64,
     pub show_version: bool,
     pub show_help: bool,
     pub warnings: Vec<String>,
@@ -117,6 +123,8 @@ impl Default for Config {
             max_query_bytes: 64 << 20,
             max_pending_registrations: 20_000,
             digest_history: 1 << 16,
+            dask_python: None,
+            dask_start_timeout_ms: 30_000,
             show_version: false,
             show_help: false,
             warnings: Vec::new(),
@@ -358,6 +366,10 @@ impl Config {
             }
             ("IPController", "max_pending_registrations") => {
                 self.max_pending_registrations = int()?.max(1) as usize
+            }
+            ("IPController", "dask_python") => self.dask_python = Some(s()),
+            ("IPController", "dask_start_timeout") => {
+                self.dask_start_timeout_ms = (float()?.max(0.0) * 1000.0) as u64
             }
             ("IPController", "enable_curve") if v.truthy() => {
                 return Err(

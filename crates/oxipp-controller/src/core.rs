@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::book::Book;
 use crate::broadcast::Broadcasts;
 use crate::config::Config;
+use crate::dask::DaskHost;
 use crate::heartbeat::HeartMonitor;
 use crate::outbox::{Outbox, Sock};
 use crate::registry::Registry;
@@ -62,6 +63,8 @@ pub struct Controller {
     pub(crate) exit_at: Option<Instant>,
     pub(crate) state_file: Option<PathBuf>,
     pub(crate) n_leaves: usize,
+    /// The dask.distributed scheduler of `become_dask_request`, if one was asked for.
+    pub(crate) dask: DaskHost,
     last_flush: Instant,
 }
 
@@ -114,6 +117,7 @@ impl Controller {
             exit_at: None,
             state_file,
             n_leaves: n_leaves.max(1),
+            dask: DaskHost::default(),
             last_flush: now,
             cfg,
         })
@@ -257,6 +261,7 @@ impl Controller {
             };
             self.fire_timer(t, now, out);
         }
+        self.dask_tick(now, out);
         if now.duration_since(self.last_flush) >= Duration::from_secs(2) {
             self.last_flush = now;
             if let Err(e) = self.db.flush() {
@@ -280,7 +285,15 @@ impl Controller {
         if let Some(t) = self.exit_at {
             d = d.min(t);
         }
+        if let Some(t) = self.dask.next_deadline() {
+            d = d.min(t);
+        }
         d
+    }
+
+    /// The dask.distributed scheduler's process id, while one is starting or running.
+    pub fn dask_scheduler_pid(&self) -> Option<u32> {
+        self.dask.pid()
     }
 
     /// Set once the Hub was asked to shut down; the shell exits at that time.

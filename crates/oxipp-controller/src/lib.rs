@@ -10,6 +10,8 @@ pub mod book;
 pub mod broadcast;
 pub mod config;
 pub mod core;
+pub mod dask;
+pub mod dask_process;
 pub mod heartbeat;
 pub mod outbox;
 pub mod queries;

@@ -96,14 +96,10 @@ impl Controller {
                 return;
             }
             mt::LOAD_REQUEST => (reply(&msg_type), self.load_status(), vec![]),
-            mt::BECOME_DASK_REQUEST | mt::STOP_DISTRIBUTED_REQUEST => (
-                reply(&msg_type),
-                error_content(
-                    "NotImplementedError",
-                    "the oxipp controller does not host a dask.distributed scheduler",
-                ),
-                vec![],
-            ),
+            mt::BECOME_DASK_REQUEST => {
+                return self.on_become_dask(idents, parent, &content, now, out)
+            }
+            mt::STOP_DISTRIBUTED_REQUEST => return self.on_stop_distributed(idents, parent, out),
             other => {
                 self.stats.bump("query_unknown_type");
                 tracing::warn!("hub::unknown message type {other:?} on the query channel");
