@@ -3,6 +3,7 @@ profile directory, with each process's output in a log file beside it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -48,7 +49,9 @@ class Cluster:
         cmd = [str(self.bin), "controller", f"--profile-dir={self.profile_dir}", "--ping=200"]
         cmd += args
         log = open(self.profile_dir.parent / "controller.log", "ab")  # noqa: SIM115
-        self.controller = subprocess.Popen(cmd, stdout=log, stderr=log)
+        # the interpreter our controller runs become_dask's dask.distributed scheduler with
+        env = {**os.environ, "OXIPP_PYTHON": sys.executable}
+        self.controller = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         wait_for(
             lambda: self.client_file.exists() and self.engine_file.exists(), 10, "connection files"
         )

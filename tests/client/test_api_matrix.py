@@ -660,3 +660,21 @@ def test_engine_shutdown(oxipp_bin, tmp_path, cluster):
             assert client[0].apply_sync(add, 1) == 1
     finally:
         c.stop()
+
+
+def test_become_dask(rc):
+    """The controller hosts a dask.distributed scheduler, the engines become its workers, and
+    stop_dask takes both down again (stock test_client.py::test_become_dask, in every mix)."""
+    pytest.importorskip("distributed")
+    executor = rc.become_dask()
+    try:
+        reprs = rc[:].apply_sync(repr, ipp.Reference("distributed_worker"))
+        assert len(reprs) == N_ENGINES and all("Worker" in r for r in reprs)
+        squares = executor.map(square, range(10))
+        assert executor.submit(sum, squares).result(timeout=30) == 285
+    finally:
+        executor.close()
+        rc.stop_dask()
+    with pytest.raises(error.RemoteError) as e:
+        rc[:].apply_sync(repr, ipp.Reference("distributed_worker"))
+    assert "NameError" in str(e.value)

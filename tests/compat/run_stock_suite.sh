@@ -150,6 +150,9 @@ export IPP_DISABLE_JS=1 JUPYTER_PLATFORM_DIRS=1
 export OMPI_MCA_rmaps_base_oversubscribe=true
 if ((EUID == 0)); then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+# our controller runs the dask.distributed scheduler of become_dask with this interpreter (the
+# venv's, where dask is installed; see crates/oxipp-controller/src/dask_process.rs)
+export OXIPP_PYTHON="${OXIPP_PYTHON:-$py}"
 
 # Some tests SIGKILL a stock controller, whose scheduler child processes then live on as
 # orphans (seen: 3-7 per such test). Every process of a run inherits a unique marker in its

@@ -51,14 +51,41 @@ def set_user_namespace(ns: dict | None) -> None:
     _user_ns = ns
 
 
-class _NamespaceShell:
-    """The part of IPython's shell the helpers use: ``user_ns``/``user_global_ns``."""
+def _engine_kernel():
+    from ..engine.eventloop import engine_kernel
 
-    kernel = None
+    return engine_kernel()
+
+
+class _NamespaceShell:
+    """The part of IPython's shell the helpers use: ``user_ns``/``user_global_ns``, and
+    ``kernel`` (the engine's stand-in with an event loop, made on first use)."""
 
     def __init__(self, ns: dict):
         self.user_ns = ns
         self.user_global_ns = ns
+
+    @property
+    def kernel(self):
+        return _engine_kernel()
+
+
+class _ShellWithKernel:
+    """An oxipp engine's IPython shell (whose ``kernel`` is None, so that libraries do not take
+    it for a Jupyter kernel), as the helpers see it: with the engine's kernel stand-in that
+    stock's ``become_dask_worker``/``stop_distributed_worker`` need."""
+
+    __slots__ = ("_shell",)
+
+    def __init__(self, shell):
+        self._shell = shell
+
+    @property
+    def kernel(self):
+        return _engine_kernel()
+
+    def __getattr__(self, name):
+        return getattr(self._shell, name)
 
 
 def get_ipython():
@@ -67,7 +94,7 @@ def get_ipython():
     if ipython is not None:
         shell = ipython.get_ipython()
         if shell is not None:
-            return shell
+            return shell if shell.kernel is not None else _ShellWithKernel(shell)
     ns = _user_ns
     if ns is None:
         ns = sys.modules["__main__"].__dict__
@@ -123,8 +150,6 @@ def become_dask_worker(address, nanny=False, **kwargs):
     """Start a dask.distributed worker (or nanny) in this engine's event loop."""
     shell = get_ipython()
     kernel = shell.kernel
-    if kernel is None:
-        raise RuntimeError("become_dask_worker needs an engine kernel with an event loop")
     if getattr(kernel, "dask_worker", None) is not None:
         kernel.log.info("Dask worker is already running.")
         return
