@@ -49,16 +49,60 @@ pub struct Event {
     pub buffers: Vec<Frame>,
 }
 
+/// How long after a foreground waiter left the background waiter keeps its hands off new
+/// events. A thread that waits for results in a loop (`apply_sync`, `get`) is back within
+/// microseconds and takes them itself; without the pause the background thread would wake for
+/// every trailing event (a `status: idle` after each reply) and compete for the CPU.
+pub const LINGER: Duration = Duration::from_millis(2);
+
+/// The queue between the IO thread and the Python threads that handle events.
+///
+/// Two kinds of waiter: *foreground* ones (a user thread blocked on a result, which handles
+/// the events itself, so a reply reaches it without a hand-off through another thread) and
+/// one *background* waiter (the client's dispatcher), which handles events only while no
+/// foreground waiter is there and [`LINGER`] has passed since the last one left. Waiting does
+/// not take events: [`EventQueue::take_now`] does, so that the caller can take and handle a
+/// batch under one lock and batches are handled in arrival order.
 #[derive(Default)]
 pub struct EventQueue {
     inner: Mutex<State>,
-    ready: Condvar,
+    /// Foreground waiters.
+    fg: Condvar,
+    /// The background waiter.
+    bg: Condvar,
 }
 
 #[derive(Default)]
 struct State {
     events: VecDeque<Event>,
     closed: bool,
+    fg_waiters: usize,
+    /// Bumped by [`EventQueue::kick`]: foreground waiters re-check their own condition.
+    generation: u64,
+    last_fg_exit: Option<Instant>,
+    /// The background waiter sleeps without a deadline and must be notified of work.
+    bg_parked: bool,
+}
+
+/// Why a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Events are waiting to be taken (or, for a foreground waiter, it was kicked).
+    Ready,
+    TimedOut,
+    /// Closed and every event taken.
+    Closed,
+}
+
+impl State {
+    fn lingering(&self, now: Instant) -> Option<Duration> {
+        let left = self.last_fg_exit?;
+        LINGER.checked_sub(now.duration_since(left))
+    }
+}
+
+fn relock<T>(r: Result<T, std::sync::PoisonError<T>>) -> T {
+    r.unwrap_or_else(|p| p.into_inner())
 }
 
 impl EventQueue {
@@ -66,42 +110,230 @@ impl EventQueue {
         if batch.is_empty() {
             return;
         }
-        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = relock(self.inner.lock());
         s.events.extend(batch);
-        drop(s);
-        self.ready.notify_all();
+        if s.fg_waiters > 0 {
+            drop(s);
+            self.fg.notify_all();
+        } else if s.bg_parked {
+            drop(s);
+            self.bg.notify_one();
+        }
     }
 
     pub fn close(&self) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        self.ready.notify_all();
+        relock(self.inner.lock()).closed = true;
+        self.fg.notify_all();
+        self.bg.notify_all();
     }
 
     /// Up to `max` events, waiting up to `timeout` (`None` = forever) for the first one.
-    /// `None` when closed and drained.
+    /// `None` when closed and drained. (A background-style wait that takes at once.)
     pub fn take(&self, timeout: Option<Duration>, max: usize) -> Option<Vec<Event>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while s.events.is_empty() {
-            if s.closed {
-                return None;
-            }
-            match deadline {
-                None => s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Some(Vec::new());
-                    }
-                    s = self
-                        .ready
-                        .wait_timeout(s, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-            }
+        match self.wait_background(timeout) {
+            Wake::Closed => None,
+            Wake::TimedOut => Some(Vec::new()),
+            Wake::Ready => Some(self.take_now(max).unwrap_or_default()),
+        }
+    }
+
+    /// Up to `max` events without waiting; `None` when closed and drained.
+    pub fn take_now(&self, max: usize) -> Option<Vec<Event>> {
+        let mut s = relock(self.inner.lock());
+        if s.events.is_empty() && s.closed {
+            return None;
         }
         let n = s.events.len().min(max.max(1));
         Some(s.events.drain(..n).collect())
+    }
+
+    /// Marks that a batch was handled (results may have come in) and wakes every foreground
+    /// waiter to re-check its own condition.
+    pub fn kick(&self) {
+        let mut s = relock(self.inner.lock());
+        s.generation = s.generation.wrapping_add(1);
+        if s.fg_waiters == 0 {
+            return;
+        }
+        drop(s);
+        self.fg.notify_all();
+    }
+
+    /// The count of [`EventQueue::kick`]s so far. A waiter reads it before checking its
+    /// condition and passes it to [`EventQueue::wait_foreground`], so that a batch handled
+    /// by another thread in between is not slept through.
+    pub fn generation(&self) -> u64 {
+        relock(self.inner.lock()).generation
+    }
+
+    /// Waits as a foreground waiter until events are there, a kick since `seen` (the
+    /// [`EventQueue::generation`] read before the caller checked its condition; None = now),
+    /// the timeout or close.
+    pub fn wait_foreground(&self, timeout: Option<Duration>, seen: Option<u64>) -> Wake {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = relock(self.inner.lock());
+        let generation = seen.unwrap_or(s.generation);
+        s.fg_waiters += 1;
+        let wake = loop {
+            if !s.events.is_empty() || s.generation != generation {
+                break Wake::Ready;
+            }
+            if s.closed {
+                break Wake::Closed;
+            }
+            match deadline {
+                None => s = relock(self.fg.wait(s)),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break Wake::TimedOut;
+                    }
+                    s = relock(self.fg.wait_timeout(s, d - now)).0;
+                }
+            }
+        };
+        s.fg_waiters -= 1;
+        if s.fg_waiters == 0 {
+            s.last_fg_exit = Some(Instant::now());
+            // a background waiter asleep without a deadline must learn of the linger's end
+            // if events are left
+            if s.bg_parked && !s.events.is_empty() {
+                drop(s);
+                self.bg.notify_one();
+            }
+        }
+        wake
+    }
+
+    /// Waits as the background waiter until events are there and no foreground waiter has
+    /// been around for [`LINGER`], or the timeout, or close.
+    pub fn wait_background(&self, timeout: Option<Duration>) -> Wake {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = relock(self.inner.lock());
+        loop {
+            let now = Instant::now();
+            if s.events.is_empty() && s.closed {
+                return Wake::Closed;
+            }
+            let remaining = match deadline {
+                Some(d) if now >= d => return Wake::TimedOut,
+                Some(d) => Some(d - now),
+                None => None,
+            };
+            if s.fg_waiters == 0 {
+                match s.lingering(now) {
+                    None if !s.events.is_empty() || s.closed => return Wake::Ready,
+                    None => {}
+                    Some(p) => {
+                        // a foreground waiter just left and is likely back at once: leave
+                        // the events to it for now
+                        let p = remaining.map_or(p, |r| r.min(p));
+                        s = relock(self.bg.wait_timeout(s, p)).0;
+                        continue;
+                    }
+                }
+            }
+            // nothing to do, or a foreground waiter takes care of it: sleep until notified
+            // (new events with nobody in the foreground, the last foreground waiter leaving
+            // events behind, close)
+            s.bg_parked = true;
+            s = match remaining {
+                None => relock(self.bg.wait(s)),
+                Some(r) => relock(self.bg.wait_timeout(s, r)).0,
+            };
+            s.bg_parked = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn event() -> Event {
+        Event {
+            source: Source::Mux,
+            msg_type: "apply_reply".into(),
+            parent_id: None,
+            idents: vec![],
+            header: Frame::new(),
+            parent: Frame::new(),
+            metadata: Frame::new(),
+            content: Frame::new(),
+            buffers: vec![],
+        }
+    }
+
+    #[test]
+    fn a_foreground_waiter_gets_events_and_the_background_waits_out_the_linger() {
+        let q = Arc::new(EventQueue::default());
+        let q2 = Arc::clone(&q);
+        let fg = std::thread::spawn(move || q2.wait_foreground(Some(Duration::from_secs(5)), None));
+        while relock(q.inner.lock()).fg_waiters == 0 {
+            std::thread::yield_now();
+        }
+        q.push_all(vec![event()]);
+        assert_eq!(fg.join().unwrap(), Wake::Ready);
+        // the foreground thread just left: the background waiter does not take the event
+        // before the linger is over, but does take it then
+        let t0 = Instant::now();
+        assert_eq!(q.wait_background(Some(Duration::from_secs(5))), Wake::Ready);
+        assert!(t0.elapsed() >= LINGER / 2, "{:?}", t0.elapsed());
+        assert_eq!(q.take_now(10).unwrap().len(), 1);
+        assert_eq!(
+            q.wait_background(Some(Duration::from_millis(1))),
+            Wake::TimedOut
+        );
+    }
+
+    #[test]
+    fn a_parked_background_waiter_wakes_for_events_and_close() {
+        let q = Arc::new(EventQueue::default());
+        let q2 = Arc::clone(&q);
+        let bg = std::thread::spawn(move || q2.take(None, 10));
+        while !relock(q.inner.lock()).bg_parked {
+            std::thread::yield_now();
+        }
+        q.push_all(vec![event(), event()]);
+        assert_eq!(bg.join().unwrap().unwrap().len(), 2);
+        let q3 = Arc::clone(&q);
+        let bg = std::thread::spawn(move || q3.wait_background(None));
+        while !relock(q.inner.lock()).bg_parked {
+            std::thread::yield_now();
+        }
+        q.close();
+        assert_eq!(bg.join().unwrap(), Wake::Closed);
+        assert!(q.take_now(1).is_none());
+    }
+
+    #[test]
+    fn kick_wakes_foreground_waiters_without_events() {
+        let q = Arc::new(EventQueue::default());
+        let q2 = Arc::clone(&q);
+        let fg = std::thread::spawn(move || q2.wait_foreground(None, None));
+        while relock(q.inner.lock()).fg_waiters == 0 {
+            std::thread::yield_now();
+        }
+        q.kick();
+        assert_eq!(fg.join().unwrap(), Wake::Ready);
+        assert_eq!(q.take_now(5).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_kick_before_the_wait_is_not_slept_through() {
+        // the waiter read the generation, then another thread handled a batch (and kicked)
+        // before the waiter got to wait: it must not sleep
+        let q = EventQueue::default();
+        let seen = q.generation();
+        q.kick();
+        assert_eq!(
+            q.wait_foreground(Some(Duration::from_secs(5)), Some(seen)),
+            Wake::Ready
+        );
+        assert_eq!(
+            q.wait_foreground(Some(Duration::from_millis(1)), Some(q.generation())),
+            Wake::TimedOut
+        );
     }
 }

@@ -15,7 +15,7 @@ mod events;
 mod io;
 
 pub use endpoints::Endpoints;
-pub use events::{Event, EventQueue, Source};
+pub use events::{Event, EventQueue, Source, Wake, LINGER};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -206,6 +206,32 @@ impl Core {
     /// `None` once the client is closed and every event was taken.
     pub fn next_events(&self, timeout: Option<Duration>, max: usize) -> Option<Vec<Event>> {
         self.events.take(timeout, max)
+    }
+
+    /// Waits (without taking) until events are there for a thread blocked on a result, which
+    /// then handles them itself; see [`EventQueue`] for the foreground/background split.
+    pub fn wait_foreground(&self, timeout: Option<Duration>, seen: Option<u64>) -> Wake {
+        self.events.wait_foreground(timeout, seen)
+    }
+
+    /// See [`EventQueue::generation`].
+    pub fn generation(&self) -> u64 {
+        self.events.generation()
+    }
+
+    /// Waits (without taking) until the background handler should take events.
+    pub fn wait_background(&self, timeout: Option<Duration>) -> Wake {
+        self.events.wait_background(timeout)
+    }
+
+    /// Up to `max` events without waiting; `None` once closed and drained.
+    pub fn take_events(&self, max: usize) -> Option<Vec<Event>> {
+        self.events.take_now(max)
+    }
+
+    /// Wakes every foreground waiter to re-check its own condition.
+    pub fn kick(&self) {
+        self.events.kick()
     }
 
     pub fn is_closed(&self) -> bool {

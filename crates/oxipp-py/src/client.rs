@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use oxipp_client::{Channel, ClientError, Core, Event};
+use oxipp_client::{Channel, ClientError, Core, Event, Wake};
 use pyo3::exceptions::{PyConnectionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -41,6 +41,14 @@ fn event_tuple<'py>(py: Python<'py>, e: Event) -> PyResult<Bound<'py, PyTuple>> 
         buffers,
     )
         .into_pyobject(py)
+}
+
+fn event_list(py: Python<'_>, events: Vec<Event>) -> PyResult<Bound<'_, PyList>> {
+    let items = events
+        .into_iter()
+        .map(|e| event_tuple(py, e))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }
 
 #[pymethods]
@@ -121,14 +129,64 @@ impl PyClientCore {
         let batch = py.detach(|| core.next_events(timeout, max));
         match batch {
             None => Ok(None),
-            Some(events) => {
-                let items = events
-                    .into_iter()
-                    .map(|e| event_tuple(py, e))
-                    .collect::<PyResult<Vec<_>>>()?;
-                Ok(Some(PyList::new(py, items)?))
-            }
+            Some(events) => event_list(py, events).map(Some),
         }
+    }
+
+    /// Waits up to `timeout` seconds (None = forever) without taking events: as a thread
+    /// blocked on a result (`foreground=True`, which then takes and handles the events
+    /// itself; `seen` = the `generation` it read before checking its result) or as the
+    /// dispatcher. Returns "ready", "timeout" or "closed".
+    #[pyo3(signature = (foreground, timeout=None, seen=None))]
+    fn wait_events(
+        &self,
+        py: Python<'_>,
+        foreground: bool,
+        timeout: Option<f64>,
+        seen: Option<u64>,
+    ) -> &'static str {
+        let timeout = timeout
+            .filter(|t| t.is_finite())
+            .map(|t| Duration::from_secs_f64(t.max(0.0)));
+        let core = &self.core;
+        let wake = py.detach(|| {
+            if foreground {
+                core.wait_foreground(timeout, seen)
+            } else {
+                core.wait_background(timeout)
+            }
+        });
+        match wake {
+            Wake::Ready => "ready",
+            Wake::TimedOut => "timeout",
+            Wake::Closed => "closed",
+        }
+    }
+
+    /// Up to `max` events without waiting, as `next_events` returns them; None once closed
+    /// and drained.
+    #[pyo3(signature = (max=4096))]
+    fn take_events<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        match self.core.take_events(max) {
+            None => Ok(None),
+            Some(events) => event_list(py, events).map(Some),
+        }
+    }
+
+    /// Marks a handled batch and wakes every foreground waiter (the events may have been
+    /// another thread's).
+    fn kick(&self) {
+        self.core.kick()
+    }
+
+    /// How many batches were marked handled so far (see `wait_events`).
+    #[getter]
+    fn generation(&self) -> u64 {
+        self.core.generation()
     }
 
     #[getter]

@@ -18,7 +18,7 @@ from functools import partial
 from itertools import chain, repeat
 
 from .. import error
-from .futures import MessageFuture
+from .futures import MessageFuture, PumpingFuture
 
 __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
 
@@ -88,7 +88,7 @@ def _require_ready(method):
     return checked
 
 
-class AsyncResult(Future):
+class AsyncResult(PumpingFuture):
     """The result of a non-blocking call (a ``concurrent.futures.Future``, plus the
     ``multiprocessing.pool.AsyncResult`` API and metadata about the remote execution)."""
 
@@ -127,6 +127,7 @@ class AsyncResult(Future):
             self._children = children
             self.msg_ids = [f.msg_id for f in children]
         self._client = client
+        self._pump = client._pump_until
         self._fname = fname
         self._targets = targets
         self.owner = owner
@@ -315,7 +316,7 @@ class AsyncResult(Future):
             if self._output_event is None:
                 self._output_event = threading.Event()
             evt = self._output_event
-        return evt.wait(timeout)
+        return evt.wait(self._client._pump_until(evt.is_set, timeout))
 
     def successful(self):
         """Whether the call succeeded (RuntimeError if it is not done)."""
@@ -464,6 +465,10 @@ class AsyncResult(Future):
     @staticmethod
     def _wait_for_child(child, timeout=_FOREVER):
         if not child.done():
+            if child._pump is not None:
+                timeout = child._pump(child.done, None if timeout == _FOREVER else timeout)
+                if timeout is None:
+                    timeout = _FOREVER
             evt = threading.Event()
             child.add_done_callback(lambda f: evt.set())
             evt.wait(timeout)

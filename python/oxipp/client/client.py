@@ -186,6 +186,10 @@ class _SessionInfo:
         return f"<Session {self.session}>"
 
 
+# longest sleep of a thread that waits for a result in Client._pump_until
+_PUMP_SLICE = 0.5
+
+
 def _profile_dir(profile, profile_dir, ipython_dir) -> Path:
     if profile_dir:
         return Path(profile_dir).expanduser()
@@ -289,6 +293,8 @@ class Client:
         self._outstanding_dict = defaultdict(set)
         self._registration_callbacks = []
         self._lock = threading.RLock()
+        self._pump = threading.Lock()
+        self._pump_owner = None
         self._shutdown_initiated = False
         self._task_enabled = True
 
@@ -523,6 +529,7 @@ class Client:
 
     def create_message_futures(self, msg_id, header, async_result=False, track=False, label=None):
         future = MessageFuture(msg_id, header=header, track=track)
+        future._pump = self._pump_until
         futures = [future]
         self._futures[msg_id] = future
         if async_result:
@@ -641,27 +648,76 @@ class Client:
 
     # ------------------------------------------------------------------ receiving
 
+    # Incoming events are handled by whichever thread is there first: a thread blocked on a
+    # result (``_pump_until``: the reply reaches it without a hand-off through another thread)
+    # or else the dispatcher thread, which the Rust core keeps off the events while such a
+    # waiter is there and for a moment after it left (LINGER in crates/oxipp-client). Taking a
+    # batch and handling it happen under ``_pump``, so batches are handled in arrival order.
+
     def _dispatch_loop(self):
         core = self._core
         while True:
             try:
-                batch = core.next_events(None)
+                if core.wait_events(False, None) == "closed":
+                    break
+                if self._pump_batch() is None:
+                    break
             except Exception:  # noqa: BLE001 - keep receiving; a dead dispatcher hangs users
                 import traceback
 
                 traceback.print_exc()
-                continue
-            if batch is None:
-                break
-            for event in batch:
-                try:
-                    self._dispatch(event)
-                except Exception:  # noqa: BLE001
-                    if not self._closed:
-                        import traceback
-
-                        traceback.print_exc()
         self._fail_pending(OSError("Client connections have been closed"))
+
+    def _pump_batch(self):
+        """Takes and handles the events that are in; the batch (None once closed)."""
+        with self._pump:
+            self._pump_owner = threading.get_ident()
+            try:
+                batch = self._core.take_events()
+                if batch:
+                    for event in batch:
+                        try:
+                            self._dispatch(event)
+                        except Exception:  # noqa: BLE001 - one bad message must not stop us
+                            if not self._closed:
+                                import traceback
+
+                                traceback.print_exc()
+            finally:
+                self._pump_owner = None
+        if batch:
+            self._core.kick()  # other waiting threads' results may have been among them
+        return batch
+
+    def _pump_until(self, done, timeout=None):
+        """Handles incoming events in this thread until ``done()`` or ``timeout`` seconds
+        (None: no limit); returns the time left (None: no limit), for the caller's own wait,
+        which then returns at once unless the client was closed meanwhile (the dispatcher
+        fails what is pending then)."""
+        if done() or self._pump_owner == threading.get_ident():
+            # done, or called from an event handler: waiting here must not handle events
+            # out of order; the caller's own wait does what it always did
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        core = self._core
+        while True:
+            try:
+                if self._pump_batch() is None:
+                    break
+            except OSError:
+                break
+            # read before the check: a batch another thread handles after it ends the wait
+            seen = core.generation
+            if done():
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return 0
+            # in slices: whatever resolves a future outside event handling is seen soon
+            left = _PUMP_SLICE if left is None else min(left, _PUMP_SLICE)
+            if core.wait_events(True, left, seen) == "closed":
+                break
+        return None if deadline is None else max(deadline - time.monotonic(), 0)
 
     def _dispatch(self, event):
         source, msg_type, parent_id, idents, header, parent, md, content, buffers = event
@@ -946,7 +1002,7 @@ class Client:
             timeout = None
         evt = threading.Event()
         multi_future(futures).add_done_callback(lambda f: evt.set())
-        return evt.wait(timeout)
+        return evt.wait(self._pump_until(evt.is_set, timeout))
 
     def _futures_for_msgs(self, msg_ids):
         return [f for f in (self._futures.get(m) for m in msg_ids) if f is not None]

@@ -15,7 +15,25 @@ _SENT = Future()
 _SENT.set_result(None)
 
 
-class MessageFuture(Future):
+class PumpingFuture(Future):
+    """A Future whose waits handle the client's incoming events in the waiting thread
+    (``Client._pump_until``) instead of sleeping until the dispatcher thread has done so: one
+    thread hand-off less between a reply's arrival and the waiter."""
+
+    _pump = None  # Client._pump_until, set by whoever makes the future
+
+    def result(self, timeout=None):
+        if self._pump is not None and not self.done():
+            timeout = self._pump(self.done, timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        if self._pump is not None and not self.done():
+            timeout = self._pump(self.done, timeout)
+        return super().exception(timeout)
+
+
+class MessageFuture(PumpingFuture):
     """The future of one message (``msg_id``) sent by a client."""
 
     def __init__(self, msg_id, header=None, *, track=False):
