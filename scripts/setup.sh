@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up this clone for development and CI, from nothing installed by hand:
 #   1. system packages: Open MPI (openmpi-bin, libopenmpi-dev: `mpiexec -n 4 python -m
-#      oxipp.engine --mpi` and mpi4py's build) from Debian's apt when mpiexec is missing; libzmq
+#      oxipp.engine --mpi` and mpi4py's build) and OpenSSH (openssh-server, openssh-client: the
+#      SSH tunnel tests) from Debian's apt when missing; libzmq
 #      is built from source by the zmq crate with the machine's gcc; python3.11 and cargo come
 #      with the machine
 #   2. the venv .venv (reused if present) with maturin, ruff, ipyparallel[test]==9.2.0 (the stock
@@ -43,13 +44,20 @@ command -v cargo >/dev/null || missing+=("cargo (rustup)")
 command -v cc >/dev/null || missing+=("a C compiler (apt-get install build-essential)")
 command -v "$python" >/dev/null || missing+=("$python")
 ((${#missing[@]} == 0)) || die "missing: ${missing[*]}"
+apt_pkgs=()
 if ! command -v mpiexec >/dev/null || ! command -v mpicc >/dev/null; then
+    apt_pkgs+=(openmpi-bin libopenmpi-dev)
+fi
+# tests/test_client_ssh.py runs a real sshd for Client(sshserver=...)
+if [[ ! -x /usr/sbin/sshd ]] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
+    apt_pkgs+=(openssh-server openssh-client)
+fi
+if ((${#apt_pkgs[@]})); then
     sudo=()
     ((EUID == 0)) || sudo=(sudo)
-    echo "setup: installing Open MPI from apt (openmpi-bin libopenmpi-dev)"
+    echo "setup: installing from apt: ${apt_pkgs[*]}"
     "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq openmpi-bin libopenmpi-dev \
-        >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
 fi
 echo "setup: $(cargo --version), $("$python" --version), $(mpiexec --version 2>&1 | head -n 1)"
 

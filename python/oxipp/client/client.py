@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import threading
 import time
 import warnings
@@ -23,6 +24,7 @@ from .. import error
 from .._oxipp import ClientCore
 from ..serialize import PrePickled, Reference, deserialize_object, pack_apply_message
 from ..serialize.stock_helpers import become_dask_worker, stop_distributed_worker
+from . import tunnel
 from .asyncresult import AsyncHubResult, AsyncResult
 from .futures import MessageFuture, multi_future
 from .history import History
@@ -186,6 +188,20 @@ class _SessionInfo:
         return f"<Session {self.session}>"
 
 
+def _open_tunnel(cfg, server, sshkey, password, timeout):
+    """SSH tunnels as stock opens them: without a password first; when that is refused and
+    none was given, ask for one (on a terminal only) and try again."""
+    try:
+        return tunnel.tunneled(cfg, server, sshkey, password or None, timeout)
+    except tunnel.TunnelError as e:
+        if password is not None or "Permission denied" not in str(e) or not sys.stdin.isatty():
+            raise
+    from getpass import getpass
+
+    password = getpass(f"SSH Password for {server}: ")
+    return tunnel.tunneled(cfg, server, sshkey, password, timeout)
+
+
 # longest sleep of a thread that waits for a result in Client._pump_until
 _PUMP_SLICE = 0.5
 
@@ -231,6 +247,7 @@ class Client:
     debug = False
     _closed = True
     _core = None
+    _tunnel = None
 
     def __init__(
         self,
@@ -261,10 +278,10 @@ class Client:
                 )
         if url_file is not None and connection_info is None:
             connection_info = url_file
-        if sshserver or sshkey or password or paramiko:
+        if paramiko:
             raise NotImplementedError(
-                "SSH tunnels are not supported by oxipp yet: forward the controller's ports "
-                "yourself (ssh -L) or start the controller with --ip on a reachable interface"
+                "paramiko tunnels are not supported by oxipp: leave paramiko unset and the "
+                "OpenSSH client ('ssh') tunnels, as stock ipyparallel does on Linux and macOS"
             )
         if isinstance(connection_info, str) and re.match(r"^\w+://", connection_info):
             raise ValueError(
@@ -281,6 +298,11 @@ class Client:
         self._profile_dir = _profile_dir(profile, profile_dir, ipython_dir)
         cfg = self._load_connection_info(connection_info, cluster_id, timeout)
         self._config = cfg
+        self._tunnel = None
+        core_cfg = cfg
+        server = tunnel.choose_server(cfg, sshserver, sshkey, password)
+        if server is not None:
+            core_cfg, self._tunnel = _open_tunnel(cfg, server, sshkey, password, timeout)
         self._task_scheme = cfg.get("task_scheme", "leastload")
 
         self.outstanding = set()
@@ -298,7 +320,12 @@ class Client:
         self._shutdown_initiated = False
         self._task_enabled = True
 
-        self._core = ClientCore(json.dumps(cfg))
+        try:
+            self._core = ClientCore(json.dumps(core_cfg))
+        except BaseException:
+            if self._tunnel is not None:
+                self._tunnel.close()
+            raise
         self.session = _SessionInfo(self._core, cfg.get("key", ""))
         self._history_prefix = f"{self.session.session}_{os.getpid()}_"
         self.history = History(self._history_prefix)
@@ -976,6 +1003,8 @@ class Client:
         d = getattr(self, "_dispatcher", None)
         if d is not None and d is not threading.current_thread():
             d.join(5)
+        if self._tunnel is not None:
+            self._tunnel.close()
 
     def spin(self):
         """Deprecated no-op: the IO thread always runs."""
