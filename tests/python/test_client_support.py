@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import subprocess
+import sys
 
 import ipyparallel.client.map as stock_map
 import ipyparallel.client.remotefunction as stock_rf
@@ -251,13 +253,28 @@ def test_remote_error_classes_pickle_by_stock_name(name):
 
 def test_remote_error_pickle_behaves_like_stock():
     """Stock's RemoteError keeps only (ename, evalue) in args, so unpickling it fails; oxipp's
-    does exactly the same thing rather than silently inventing a format."""
-    e = error.RemoteError("E", "v", TB, {"engine_id": 0, "method": "apply"})
-    s = stock_error.RemoteError("E", "v", TB, {"engine_id": 0, "method": "apply"})
-    with pytest.raises(TypeError):
-        pickle.loads(pickle.dumps(s))
-    with pytest.raises(TypeError):
-        pickle.loads(_wire.dumps(e))
+    does exactly the same thing rather than silently inventing a format. In a fresh
+    interpreter: once ``distributed`` is imported (tblib), every exception pickles."""
+    code = """
+import pickle
+import subprocess
+import ipyparallel.error as stock_error
+import oxipp.error as error
+from oxipp.serialize import _wire
+info = {"engine_id": 0, "method": "apply"}
+for name, data in [
+    ("stock", pickle.dumps(stock_error.RemoteError("E", "v", "tb", info))),
+    ("oxipp", _wire.dumps(error.RemoteError("E", "v", "tb", info))),
+]:
+    try:
+        pickle.loads(data)
+    except TypeError:
+        print(name, "TypeError")
+    else:
+        print(name, "unpickled")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split("\n")[:2] == ["stock TypeError", "oxipp TypeError"], out.stderr
 
 
 # ------------------------------------------------------------------ map
