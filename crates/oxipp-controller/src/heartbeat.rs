@@ -32,11 +32,16 @@ pub struct HeartMonitor {
     probe: Option<Probe>,
 }
 
-/// A probe in progress: the pings sent since it began, and who answered one of them.
+/// A probe in progress: the pings sent since it began, who answered one of them, and whom it
+/// judges: the hearts registered when it began. A heart that registers during the probe (its
+/// first pong may answer a ping from before the probe, and its pong socket may connect after
+/// the probe's last ping) is not judged by it; seen once: a new engine unregistered 23 ms
+/// after it registered, by a probe that another engine's exit had started.
 struct Probe {
     ends: Instant,
     pings: Vec<Vec<u8>>,
     answered: HashSet<String>,
+    judged: HashSet<String>,
 }
 
 /// What a beat decided.
@@ -118,6 +123,7 @@ impl HeartMonitor {
             ends: now + PROBE_WINDOW,
             pings: Vec::new(),
             answered: HashSet::new(),
+            judged: self.hearts.keys().cloned().collect(),
         });
         self.next_fast = Some(now);
     }
@@ -136,7 +142,7 @@ impl HeartMonitor {
         let stopped: Vec<String> = self
             .hearts
             .keys()
-            .filter(|u| !probe.answered.contains(*u))
+            .filter(|u| probe.judged.contains(*u) && !probe.answered.contains(*u))
             .cloned()
             .collect();
         for u in &stopped {
@@ -313,6 +319,31 @@ mod tests {
         assert_eq!(
             hm.probe_result(t1 + PROBE_WINDOW).unwrap(),
             vec!["a".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_heart_registered_during_a_probe_is_not_judged_by_it() {
+        let t0 = Instant::now();
+        let mut hm = HeartMonitor::new(Duration::from_secs(3), 10, t0);
+        hm.add("old");
+        hm.probe(t0);
+        let p1 = hm.fast_ping(t0, false).unwrap();
+        assert!(hm.pong("old", &p1));
+        // registered after the probe's pings went out; it answered none of them
+        hm.add("new");
+        assert_eq!(
+            hm.probe_result(t0 + PROBE_WINDOW).unwrap(),
+            Vec::<String>::new()
+        );
+        // the next probe judges it like any other heart
+        let t1 = t0 + Duration::from_secs(1);
+        hm.probe(t1);
+        let p2 = hm.fast_ping(t1, false).unwrap();
+        assert!(hm.pong("old", &p2));
+        assert_eq!(
+            hm.probe_result(t1 + PROBE_WINDOW).unwrap(),
+            vec!["new".to_string()]
         );
     }
 
