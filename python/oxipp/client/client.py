@@ -511,10 +511,12 @@ class Client:
         track_outstanding=False,
         message_future_hook=None,
         record_history=True,
+        metadata_json=None,
     ):
         """Sends one message through the Rust core; returns its MessageFuture (None for
         messages without replies). ``record_history=False`` keeps it out of ``history`` (imap
-        streams: a million tasks must not grow the client)."""
+        streams: a million tasks must not grow the client); ``metadata_json``: ``metadata``
+        already encoded (one encoding for the many tasks of a map)."""
         if self._closed:
             raise OSError("Connections have been closed.")
         msg_id, header_bytes = self._core.new_header(msg_type)
@@ -547,7 +549,7 @@ class Client:
             channel,
             header_bytes,
             _dumps(content or {}),
-            _dumps(metadata or {}),
+            metadata_json if metadata_json is not None else _dumps(metadata or {}),
             buffers,
             ident,
             _dumps(parent) if parent else None,
@@ -602,6 +604,7 @@ class Client:
         ident=None,
         message_future_hook=None,
         record_history=True,
+        metadata_json=None,
     ):
         """Packs ``f(*args, **kwargs)`` and sends an apply_request on ``socket`` (mux, task or
         broadcast); returns its MessageFuture."""
@@ -630,6 +633,7 @@ class Client:
             track_outstanding=True,
             message_future_hook=message_future_hook,
             record_history=record_history,
+            metadata_json=metadata_json,
         )
 
     def send_execute_request(

@@ -162,17 +162,23 @@ class ParallelFunction(RemoteFunction):
         futures = []
         chunk_sizes = {}
         pf = PrePickled(self.func)
+        f = _prepickled_map if mapping else pf
+        chunks = []  # (target, args, chunk size)
         for index, t in enumerate(targets):
             args = [self.mapObject.getPartition(seq, index, nparts, maxlen) for seq in sequences]
             if sum(len(a) for a in args) == 0:
                 continue
             chunk_size = min(len(a) for a in args) if mapping else 1
             args = [PrePickled(a) for a in args]
-            if mapping:
-                f, args = _prepickled_map, [pf, *args]
-            else:
-                f = pf
-            view = self.view if balanced else client[t]
+            chunks.append((t, [pf, *args] if mapping else args, chunk_size))
+        if balanced:
+            # every chunk with the same flags: one submission, no AsyncResult per chunk
+            with self.view.temp_flags(**self.flags):
+                futures = self.view._apply_chunks(f, [args for _, args, _ in chunks])
+            for future, (_, _, size) in zip(futures, chunks):
+                chunk_sizes[future.msg_id] = size
+        for t, args, chunk_size in chunks if not balanced else ():
+            view = client[t]
             with view.temp_flags(block=False, **self.flags):
                 ar = view.apply(f, *args)
                 ar.owner = False

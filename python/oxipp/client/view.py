@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import concurrent.futures
 import inspect
+import json
 import secrets
 import threading
 import time
@@ -740,6 +741,26 @@ class LoadBalancedView(View):
             kwargs["timeout"] = float(t) if t is not None else None
         return super().set_flags(**kwargs)
 
+    def _check_task_farming(self, f, *flags):
+        """Refuses tasks when the client stopped task farming, and flags the pure scheduler
+        cannot honour (from the call's flags or, without any, the view's)."""
+        if not self.client._task_enabled:
+            msg = "Task farming is disabled"
+            if self._task_scheme == "pure":
+                msg += " because the pure ZMQ scheduler cannot handle disappearing engines."
+            raise RuntimeError(msg)
+        if self._task_scheme == "pure":
+            if not flags:
+                flags = (self.follow, self.after, self.retries, self.targets, self.timeout)
+            msg = (
+                "Pure ZMQ scheduler doesn't support the following flags:"
+                " follow, after, retries, targets, timeout"
+            )
+            if any(flags):
+                raise RuntimeError(msg)
+            if isinstance(f, dependent):
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
     @_syncs_results
     @_saves_ids
     def _really_apply(
@@ -757,43 +778,12 @@ class LoadBalancedView(View):
         label=None,
         _record_history=True,
     ):
-        if not self.client._task_enabled:
-            msg = "Task farming is disabled"
-            if self._task_scheme == "pure":
-                msg += " because the pure ZMQ scheduler cannot handle disappearing engines."
-            raise RuntimeError(msg)
-        if self._task_scheme == "pure":
-            msg = (
-                "Pure ZMQ scheduler doesn't support the following flags:"
-                " follow, after, retries, targets, timeout"
-            )
-            if follow or after or retries or targets or timeout:
-                raise RuntimeError(msg)
-            if isinstance(f, dependent):
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        self._check_task_farming(f, follow, after, retries, targets, timeout)
         args = [] if args is None else args
         kwargs = {} if kwargs is None else kwargs
         block = self.block if block is None else block
         track = self.track if track is None else track
-        after = self.after if after is None else after
-        retries = self.retries if retries is None else retries
-        follow = self.follow if follow is None else follow
-        timeout = self.timeout if timeout is None else timeout
-        targets = self.targets if targets is None else targets
-        label = self.label if label is None else label
-        if not isinstance(retries, int):
-            raise TypeError(f"retries must be int, not {type(retries)!r}")
-        idents = []
-        if targets is not None:
-            idents = [i.decode() for i in self.client._build_targets(targets)[0]]
-        metadata = {
-            "after": self._render_dependency(after),
-            "follow": self._render_dependency(follow),
-            "timeout": timeout,
-            "targets": idents,
-            "retries": retries,
-            "label": label,
-        }
+        metadata = self._task_metadata(after, follow, timeout, targets, retries, label)
         future = self.client.send_apply_request(
             self._socket,
             f,
@@ -805,6 +795,43 @@ class LoadBalancedView(View):
         )
         ar = AsyncResult(self.client, future, fname=getname(f), targets=None, owner=True)
         return _result_or_future(ar, block)
+
+    def _task_metadata(self, after, follow, timeout, targets, retries, label):
+        """The request metadata the task scheduler reads, from these flags or the view's."""
+        after = self.after if after is None else after
+        retries = self.retries if retries is None else retries
+        follow = self.follow if follow is None else follow
+        timeout = self.timeout if timeout is None else timeout
+        targets = self.targets if targets is None else targets
+        label = self.label if label is None else label
+        if not isinstance(retries, int):
+            raise TypeError(f"retries must be int, not {type(retries)!r}")
+        idents = []
+        if targets is not None:
+            idents = [i.decode() for i in self.client._build_targets(targets)[0]]
+        return {
+            "after": self._render_dependency(after),
+            "follow": self._render_dependency(follow),
+            "timeout": timeout,
+            "targets": idents,
+            "retries": retries,
+            "label": label,
+        }
+
+    @_syncs_results
+    @_saves_ids
+    def _apply_chunks(self, f, chunks):
+        """One task per argument list in ``chunks``, all with this view's flags (validated and
+        encoded once, instead of an ``apply`` with its own AsyncResult per task); returns
+        their futures, the children of a map's AsyncMapResult."""
+        self._check_task_farming(f)
+        metadata = self._task_metadata(None, None, None, None, None, None)
+        metadata_json = json.dumps(metadata).encode()
+        send = self.client.send_apply_request
+        return [
+            send(self._socket, f, args, metadata=metadata, metadata_json=metadata_json)
+            for args in chunks
+        ]
 
     @_syncs_results
     @_saves_ids
