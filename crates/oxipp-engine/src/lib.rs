@@ -10,6 +10,7 @@
 pub mod conn;
 pub mod error;
 pub mod executor;
+mod bell;
 mod heart;
 mod io;
 pub mod kernel;
