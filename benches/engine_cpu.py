@@ -14,8 +14,8 @@ load hits every cell alike). Reported per cell, median over rounds:
   the executor; ``oxipp-engine-io``; ``oxipp-engine-he`` = heart; unnamed threads, which
   inherit the interpreter's name, are shown as ``python…-<tid - pid>``: libzmq's I/O and reaper
   threads, one pair per ZeroMQ context);
-* ``wakeups``: voluntary + involuntary context switches per apply, per thread
-  (``/proc/<pid>/task/<tid>/status``): each is a thread going to sleep or being preempted;
+* ``wakeups`` / ``preempted``: voluntary / involuntary context switches per apply, per thread
+  (``/proc/<pid>/task/<tid>/status``): a thread going to sleep / being preempted;
 * ``wall_us``: round-trip time per apply (client included; noisy on a shared machine);
 * ``idle_cpu_us_per_s``: engine CPU per second while nothing is sent (timers, heartbeats).
 
@@ -56,9 +56,12 @@ def thread_stats(pid: int) -> dict[int, tuple[str, int, int]]:
             name = (task / "comm").read_text().strip()
             ns = int((task / "schedstat").read_text().split()[0])
             switches = 0
+            preempted = 0
             for line in (task / "status").read_text().splitlines():
-                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                if line.startswith("voluntary_ctxt_switches"):
                     switches += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    preempted += int(line.split()[1])
         except (OSError, ValueError, IndexError):
             continue
         tid = int(task.name)
@@ -67,22 +70,24 @@ def thread_stats(pid: int) -> dict[int, tuple[str, int, int]]:
         elif name.startswith("python"):
             # libzmq's I/O and reaper threads inherit the interpreter's name
             name = f"{name}-{tid - pid}"
-        out[tid] = (name, ns, switches)
+        out[tid] = (name, ns, switches, preempted)
     return out
 
 
 def delta(before: dict, after: dict, n: int) -> dict:
     """Per-apply CPU µs and switches, total and by thread name."""
     by_name: dict[str, list[float]] = {}
-    for tid, (name, ns, sw) in after.items():
-        ns0, sw0 = before.get(tid, (name, 0, 0))[1:]
-        cell = by_name.setdefault(name, [0.0, 0.0])
+    for tid, (name, ns, sw, pre) in after.items():
+        ns0, sw0, pre0 = before.get(tid, (name, 0, 0, 0))[1:]
+        cell = by_name.setdefault(name, [0.0, 0.0, 0.0])
         cell[0] += (ns - ns0) / 1e3 / n
         cell[1] += (sw - sw0) / n
+        cell[2] += (pre - pre0) / n
     return {
         "cpu_us": sum(c[0] for c in by_name.values()),
         "threads": {k: round(v[0], 2) for k, v in sorted(by_name.items())},
         "wakeups": {k: round(v[1], 2) for k, v in sorted(by_name.items())},
+        "preempted": {k: round(v[2], 2) for k, v in sorted(by_name.items())},
     }
 
 
@@ -114,6 +119,7 @@ def median_cells(cells: list[dict]) -> dict:
         "wall_us": round(med(c["wall_us"] for c in cells), 1),
         "threads": {k: round(med(c["threads"].get(k, 0.0) for c in cells), 1) for k in names},
         "wakeups": {k: round(med(c["wakeups"].get(k, 0.0) for c in cells), 2) for k in names},
+        "preempted": {k: round(med(c["preempted"].get(k, 0.0) for c in cells), 2) for k in names},
     }
 
 
@@ -183,7 +189,10 @@ def main() -> int:
     for key, cell in results["cells"].items():
         print(f"  {key:<24} {cell['cpu_us']:7.1f} µs CPU {cell['cpu_us_all']}  wall {cell['wall_us']:.0f} µs")
         for t, us in cell["threads"].items():
-            print(f"      {t:<18} {us:7.1f} µs  {cell['wakeups'][t]:5.2f} switches")
+            print(
+                f"      {t:<18} {us:7.1f} µs  {cell['wakeups'][t]:5.2f} sleeps"
+                f"  {cell['preempted'][t]:5.2f} preempted"
+            )
     print(f"  idle engine CPU µs/s: {results['idle_cpu_us_per_s']}")
     return 0
 

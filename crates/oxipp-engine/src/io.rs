@@ -25,8 +25,7 @@ use crate::queue::{Channel, Kind, Request};
 use crate::runtime::Shared;
 use crate::signals;
 
-/// How often buffered stream output is published while a request runs (and the longest an
-/// unpublished `status: busy` waits, see [`Wire::pending_busy`]).
+/// How often buffered stream output is published while a request runs.
 pub const STREAM_FLUSH: Duration = Duration::from_millis(50);
 
 /// Most messages read from one socket in one go, so one busy channel cannot starve another.
@@ -57,12 +56,6 @@ pub struct Wire {
     digests: DigestHistory,
     /// The Jupyter kernel sockets, once `bind_kernel()` opened them.
     kernel: Option<Box<KernelSockets>>,
-    /// `status: busy` of requests handed to the executor and not published yet. Published
-    /// before anything else goes to IOPub (so before the request's output, reply and idle:
-    /// the order clients see is unchanged), or by the IO thread on its next wake-up, at most
-    /// [`STREAM_FLUSH`] later. A request that finishes quickly thus sends busy, reply and idle
-    /// together, which wakes libzmq's I/O thread once instead of twice.
-    pending_busy: Vec<Vec<Frame>>,
     /// The shell socket was used since it was last read until `EAGAIN`.
     shell_dirty: bool,
 }
@@ -87,7 +80,6 @@ pub fn run(shared: Arc<Shared>) {
                 w.flush_streams(&shared);
                 last_flush = Instant::now();
             }
-            w.publish_pending_busy();
             // armed under the lock: whatever another holder leaves behind after this rings
             shared.io_bell.arm();
             let stopping = shared.stop.load(Ordering::SeqCst);
@@ -142,7 +134,6 @@ impl Wire {
             aborted: HashSet::new(),
             digests: DigestHistory::new(65536),
             kernel: None,
-            pending_busy: Vec::new(),
             shell_dirty: true,
         }
     }
@@ -197,18 +188,6 @@ impl Wire {
         self.shell_dirty
     }
 
-    /// Publishes the `status: busy` messages held back (see [`Wire::pending_busy`]).
-    pub fn publish_pending_busy(&mut self) {
-        for m in std::mem::take(&mut self.pending_busy) {
-            self.publish_now(m);
-        }
-    }
-
-    /// Holds `status: busy` back until the next IOPub message or IO thread wake-up.
-    pub fn defer_busy(&mut self, frames: Vec<Frame>) {
-        self.pending_busy.push(frames);
-    }
-
     fn socket(&self, ch: Channel) -> Option<&Socket> {
         match ch {
             Channel::Shell => Some(&self.s.shell),
@@ -256,15 +235,9 @@ impl Wire {
         }
     }
 
-    /// Publishes on IOPub, after any `status: busy` held back.
-    pub fn publish(&mut self, frames: Vec<Frame>) {
-        self.publish_pending_busy();
-        self.publish_now(frames);
-    }
-
     /// IOPub goes to the controller and, after `bind_kernel()`, to the kernel's subscribers
     /// (each client keeps what has its own session as parent).
-    fn publish_now(&self, frames: Vec<Frame>) {
+    pub fn publish(&self, frames: Vec<Frame>) {
         if let Some(k) = &self.kernel {
             if let Err(e) = send_frames(&k.iopub, frames.iter()) {
                 tracing::warn!("kernel IOPub send failed: {e}");
@@ -275,8 +248,8 @@ impl Wire {
         }
     }
 
-    /// Publishes buffered stream output (after any `status: busy` held back).
-    pub fn flush_streams(&mut self, shared: &Shared) {
+    /// Publishes buffered stream output.
+    pub fn flush_streams(&self, shared: &Shared) {
         let msgs = shared
             .streams
             .lock()

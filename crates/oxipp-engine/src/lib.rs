@@ -7,10 +7,10 @@
 //! control messages are served while user code holds the GIL for minutes. The contract between
 //! the halves is `docs/engine-runtime.md`.
 
+mod bell;
 pub mod conn;
 pub mod error;
 pub mod executor;
-mod bell;
 mod heart;
 mod io;
 pub mod kernel;

@@ -11,8 +11,8 @@ use oxipp_wire::sockets::{new_socket, Context, SocketSpec, SocketType};
 use oxipp_wire::{dates, session, Frame, Session, Signer};
 use serde_json::{json, Value};
 
-use crate::conn::Endpoints;
 use crate::bell::Bell;
+use crate::conn::Endpoints;
 use crate::io::{self, IoSockets, Wire};
 use crate::queue::{Channel, Kind, Queue, Request};
 use crate::reply::{Identity, StreamBuf};
@@ -202,8 +202,7 @@ impl Runtime {
     }
 
     /// The next request, waiting up to `timeout` (`None` = forever). Shell and clear requests
-    /// are stamped `started` and announced with status `busy` as they are handed out (the
-    /// busy message is held back until the next IOPub message, see `Wire::pending_busy`).
+    /// are stamped `started` and announced with status `busy` as they are handed out.
     ///
     /// While it waits, this thread reads the shell socket itself: a request arriving at an
     /// idle engine wakes only this thread, not the IO thread too.
@@ -220,7 +219,7 @@ impl Runtime {
                     sh.exec.active();
                     if r.kind != Kind::Shutdown {
                         let _ = r.started.set(dates::now_iso());
-                        w.defer_busy(sh.me.status("busy", Some(&r.header)));
+                        w.publish(sh.me.status("busy", Some(&r.header)));
                     }
                     return Some(r);
                 }
@@ -267,7 +266,7 @@ impl Runtime {
         if r.kind != Kind::Shutdown {
             let _ = r.started.set(dates::now_iso());
             let busy = self.shared.me.status("busy", Some(&r.header));
-            self.shared.wire().defer_busy(busy);
+            self.shared.wire().publish(busy);
         }
         r
     }
@@ -310,11 +309,14 @@ impl Runtime {
         buffers: Vec<Frame>,
     ) -> Result<(), EngineError> {
         let content = parse_object(content_json)?;
-        let frames =
-            self.shared
-                .me
-                .iopub(msg_type, &content, parent.map(|p| &p.header), topic, buffers);
-        let mut w = self.shared.wire();
+        let frames = self.shared.me.iopub(
+            msg_type,
+            &content,
+            parent.map(|p| &p.header),
+            topic,
+            buffers,
+        );
+        let w = self.shared.wire();
         // output printed before this message must appear before it
         w.flush_streams(&self.shared);
         w.publish(frames);
@@ -391,8 +393,6 @@ impl Runtime {
             let _ = t.join();
         }
     }
-
-
 }
 
 /// What the executor thread is doing, so that one thread, not two, sleeps on the shell
