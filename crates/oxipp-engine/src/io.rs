@@ -25,7 +25,8 @@ use crate::queue::{Channel, Kind, Request};
 use crate::runtime::Shared;
 use crate::signals;
 
-/// How often buffered stream output is published while a request runs.
+/// How often buffered stream output is published while a request runs (and the longest an
+/// unpublished `status: busy` waits, see [`Wire::pending_busy`]).
 pub const STREAM_FLUSH: Duration = Duration::from_millis(50);
 
 /// Most messages read from one socket in one go, so one busy channel cannot starve another.
@@ -56,6 +57,17 @@ pub struct Wire {
     digests: DigestHistory,
     /// The Jupyter kernel sockets, once `bind_kernel()` opened them.
     kernel: Option<Box<KernelSockets>>,
+    /// `status: busy` of requests handed to the executor and not published yet. Published
+    /// before anything else is sent (so before the request's output, reply and idle: the
+    /// engine issues busy, outputs, reply, idle in the same order as before), or by the IO
+    /// thread on its next wake-up, at most [`STREAM_FLUSH`] later (as stream output). A
+    /// request that finishes quickly thus hands busy, reply and idle to libzmq together, which
+    /// saves its I/O thread a wake-up (and the executor a preemption by it). What ZeroMQ
+    /// orders is each socket's messages; between IOPub and shell, libzmq writes a socket's
+    /// queued messages together, so a fast request's idle may reach the wire before its reply
+    /// (busy, idle, reply): that was already the common case when the IO thread published
+    /// busy at hand-out (measured with strace), and clients relate the two by parent msg_id.
+    pending_busy: Vec<Vec<Frame>>,
     /// The shell socket was used since it was last read until `EAGAIN`.
     shell_dirty: bool,
 }
@@ -80,6 +92,7 @@ pub fn run(shared: Arc<Shared>) {
                 w.flush_streams(&shared);
                 last_flush = Instant::now();
             }
+            w.publish_pending_busy();
             // armed under the lock: whatever another holder leaves behind after this rings
             shared.io_bell.arm();
             let stopping = shared.stop.load(Ordering::SeqCst);
@@ -134,6 +147,7 @@ impl Wire {
             aborted: HashSet::new(),
             digests: DigestHistory::new(65536),
             kernel: None,
+            pending_busy: Vec::new(),
             shell_dirty: true,
         }
     }
@@ -188,6 +202,18 @@ impl Wire {
         self.shell_dirty
     }
 
+    /// Publishes the `status: busy` messages held back (see [`Wire::pending_busy`]).
+    pub fn publish_pending_busy(&mut self) {
+        for m in std::mem::take(&mut self.pending_busy) {
+            self.publish_now(m);
+        }
+    }
+
+    /// Holds `status: busy` back until the next IOPub message or IO thread wake-up.
+    pub fn defer_busy(&mut self, frames: Vec<Frame>) {
+        self.pending_busy.push(frames);
+    }
+
     fn socket(&self, ch: Channel) -> Option<&Socket> {
         match ch {
             Channel::Shell => Some(&self.s.shell),
@@ -223,6 +249,8 @@ impl Wire {
     /// Sends `frames` on channel `ch`. Callers other than the IO thread settle the shell
     /// socket afterwards and ring the IO bell for the other channels.
     pub fn send(&mut self, ch: Channel, frames: Vec<Frame>) {
+        // a reply never goes out before its request's busy
+        self.publish_pending_busy();
         if ch == Channel::Shell {
             self.shell_dirty = true;
         }
@@ -235,9 +263,15 @@ impl Wire {
         }
     }
 
+    /// Publishes on IOPub, after any `status: busy` held back.
+    pub fn publish(&mut self, frames: Vec<Frame>) {
+        self.publish_pending_busy();
+        self.publish_now(frames);
+    }
+
     /// IOPub goes to the controller and, after `bind_kernel()`, to the kernel's subscribers
     /// (each client keeps what has its own session as parent).
-    pub fn publish(&self, frames: Vec<Frame>) {
+    fn publish_now(&self, frames: Vec<Frame>) {
         if let Some(k) = &self.kernel {
             if let Err(e) = send_frames(&k.iopub, frames.iter()) {
                 tracing::warn!("kernel IOPub send failed: {e}");
@@ -248,8 +282,8 @@ impl Wire {
         }
     }
 
-    /// Publishes buffered stream output.
-    pub fn flush_streams(&self, shared: &Shared) {
+    /// Publishes buffered stream output (after any `status: busy` held back).
+    pub fn flush_streams(&mut self, shared: &Shared) {
         let msgs = shared
             .streams
             .lock()

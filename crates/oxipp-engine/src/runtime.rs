@@ -202,7 +202,8 @@ impl Runtime {
     }
 
     /// The next request, waiting up to `timeout` (`None` = forever). Shell and clear requests
-    /// are stamped `started` and announced with status `busy` as they are handed out.
+    /// are stamped `started` and announced with status `busy` as they are handed out (the
+    /// busy message is held back until the next IOPub message, see `Wire::pending_busy`).
     ///
     /// While it waits, this thread reads the shell socket itself: a request arriving at an
     /// idle engine wakes only this thread, not the IO thread too.
@@ -219,7 +220,7 @@ impl Runtime {
                     sh.exec.active();
                     if r.kind != Kind::Shutdown {
                         let _ = r.started.set(dates::now_iso());
-                        w.publish(sh.me.status("busy", Some(&r.header)));
+                        w.defer_busy(sh.me.status("busy", Some(&r.header)));
                     }
                     return Some(r);
                 }
@@ -266,7 +267,7 @@ impl Runtime {
         if r.kind != Kind::Shutdown {
             let _ = r.started.set(dates::now_iso());
             let busy = self.shared.me.status("busy", Some(&r.header));
-            self.shared.wire().publish(busy);
+            self.shared.wire().defer_busy(busy);
         }
         r
     }
@@ -316,7 +317,7 @@ impl Runtime {
             topic,
             buffers,
         );
-        let w = self.shared.wire();
+        let mut w = self.shared.wire();
         // output printed before this message must appear before it
         w.flush_streams(&self.shared);
         w.publish(frames);
