@@ -40,8 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from controllers import OXIPP_BIN, Controller, Kind  # noqa: E402
-from procs import Group  # noqa: E402
+from controllers import OXIPP_BIN, Controller, Kind
+from procs import Group
 
 
 def noop(*args):
@@ -152,7 +152,8 @@ def main() -> int:
     with Controller(kind, a.ping, [], keep=a.keep) as ctl, contextlib.ExitStack() as stack:
         procs = {}
         for label, py in engines.items():
-            argv = [os.path.abspath(py), "-m", "oxipp.engine", f"--profile-dir={ctl.profile_dir}", *a.engine_arg]
+            profile = f"--profile-dir={ctl.profile_dir}"
+            argv = [os.path.abspath(py), "-m", "oxipp.engine", profile, *a.engine_arg]
             env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
             g = stack.enter_context(Group(argv, ctl.profile_dir / f"engine-{label}.log", env=env))
             procs[g.pid] = label
@@ -168,7 +169,7 @@ def main() -> int:
                 views[procs[pid]] = (rc[eid], pid)
             rcs[c] = (rc, module.interactive(noop), views)
         results["idle_cpu_us_per_s"] = {
-            label: round(idle_rate(pid, 2.0), 1) for _, _, v in rcs.values() for label, (_, pid) in v.items()
+            label: round(idle_rate(pid, 2.0), 1) for pid, label in procs.items()
         }
         raw: dict[str, list] = {}
         for r in range(a.rounds):
@@ -187,7 +188,10 @@ def main() -> int:
         return 0
     print(f"\nengine CPU per no-op apply_sync (median of {a.rounds} x {a.n}):")
     for key, cell in results["cells"].items():
-        print(f"  {key:<24} {cell['cpu_us']:7.1f} µs CPU {cell['cpu_us_all']}  wall {cell['wall_us']:.0f} µs")
+        print(
+            f"  {key:<24} {cell['cpu_us']:7.1f} µs CPU {cell['cpu_us_all']}"
+            f"  wall {cell['wall_us']:.0f} µs"
+        )
         for t, us in cell["threads"].items():
             print(
                 f"      {t:<18} {us:7.1f} µs  {cell['wakeups'][t]:5.2f} sleeps"
