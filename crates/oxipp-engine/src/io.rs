@@ -1,13 +1,17 @@
-//! The IO thread: owns the shell, control and IOPub sockets.
+//! The engine's sockets ([`Wire`]) and the IO thread.
 //!
-//! ZeroMQ sockets are single-threaded, so everything other threads want sent arrives here as a
-//! [`Cmd`] over a channel (plus a byte on an inproc socket to wake the poll). Incoming shell
-//! requests are verified and queued for the executor; control requests are answered here, so
-//! abort, signal, shutdown and kernel_info work while user code runs.
+//! ZeroMQ sockets are single-threaded, but may move between threads one at a time, so they
+//! live behind one mutex. The executor thread uses them itself for its own work (replies,
+//! publishing, reading the shell socket while it waits for a request), which keeps the hot
+//! path of a request free of thread hand-offs; the IO thread serves everything that must work
+//! while user code runs: control (abort, signal, shutdown and kernel_info answered here), new
+//! shell requests (verified and queued for the executor), buffered stream output and the
+//! Jupyter kernel sockets.
 
 use std::collections::HashSet;
+use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxipp_wire::replay::DigestHistory;
@@ -21,29 +25,30 @@ use crate::queue::{Channel, Kind, Request};
 use crate::runtime::Shared;
 use crate::signals;
 
-/// How often buffered stream output is published while a request runs.
+/// How often buffered stream output is published while a request runs (and the longest an
+/// unpublished `status: busy` waits, see [`Wire::pending_busy`]).
 pub const STREAM_FLUSH: Duration = Duration::from_millis(50);
 
-/// Work handed to the IO thread.
-pub enum Cmd {
-    Send(Channel, Vec<Frame>),
-    Publish(Vec<Frame>),
-    /// Answer every queued shell request `aborted` (stop-on-error, `abort_request []`).
-    AbortQueued,
-    /// Serve these Jupyter kernel sockets too (`bind_kernel()`).
-    AdoptKernel(Box<KernelSockets>),
-}
+/// Most messages read from one socket in one go, so one busy channel cannot starve another.
+const DRAIN_BATCH: usize = 1000;
 
 pub struct IoSockets {
     pub shell: Socket,
     pub control: Socket,
     pub iopub: Socket,
-    /// PULL end of the wake-up pipe.
-    pub wake: Socket,
 }
 
-struct Io {
-    shared: Arc<Shared>,
+/// The engine's sockets and the state that goes with reading them. One mutex guards it
+/// (`Shared::wire`).
+///
+/// A thread that sleeps on a socket's file descriptor (`ZMQ_FD`) must first have read the
+/// socket until `EAGAIN` after the last operation on it ([`Wire::settle_shell`]): the
+/// descriptor signals new input only after the socket was found empty, and any send may
+/// consume that signal. The IO thread reads all its sockets before each sleep; the executor
+/// reads the shell socket before it sleeps when it was used since ([`Wire::shell_dirty`]).
+/// Holders other than the IO thread that send on a socket only the IO thread reads (control,
+/// the kernel's) ring the IO thread's bell afterwards.
+pub struct Wire {
     s: IoSockets,
     /// msg_ids an `abort_request` named that have not arrived yet.
     aborted: HashSet<String>,
@@ -52,92 +57,161 @@ struct Io {
     digests: DigestHistory,
     /// The Jupyter kernel sockets, once `bind_kernel()` opened them.
     kernel: Option<Box<KernelSockets>>,
+    /// `status: busy` of requests handed to the executor and not published yet. Published
+    /// before anything else is sent (so before the request's output, reply and idle: the
+    /// engine issues busy, outputs, reply, idle in the same order as before), or by the IO
+    /// thread on its next wake-up, at most [`STREAM_FLUSH`] later (as stream output). A
+    /// request that finishes quickly thus hands busy, reply and idle to libzmq together, which
+    /// saves its I/O thread a wake-up (and the executor a preemption by it). What ZeroMQ
+    /// orders is each socket's messages; between IOPub and shell, libzmq writes a socket's
+    /// queued messages together, so a fast request's idle may reach the wire before its reply
+    /// (busy, idle, reply): that was already the common case when the IO thread published
+    /// busy at hand-out (measured with strace), and clients relate the two by parent msg_id.
+    pending_busy: Vec<Vec<Frame>>,
+    /// The shell socket was used since it was last read until `EAGAIN`.
+    shell_dirty: bool,
 }
 
-pub fn run(shared: Arc<Shared>, s: IoSockets, cmds: mpsc::Receiver<Cmd>) {
-    let mut io = Io {
-        shared,
-        s,
-        aborted: HashSet::new(),
-        digests: DigestHistory::new(65536),
-        kernel: None,
-    };
+/// The descriptors the IO thread sleeps on besides its bell: `ZMQ_FD`s, readable when the
+/// socket may have input.
+struct Fds {
+    shell: RawFd,
+    control: RawFd,
+    kernel: Vec<RawFd>,
+}
+
+/// The IO thread: serves the sockets whenever its bell rings, one of them may have input, or
+/// [`STREAM_FLUSH`] passed; stops when `shared.stop` is set (and the bell rung).
+pub fn run(shared: Arc<Shared>) {
     let mut last_flush = Instant::now();
     loop {
-        let stopping = io.shared.stop.load(Ordering::SeqCst);
-        let ready = io.poll(stopping);
-        if ready[2] {
-            while recv_frames(&io.s.wake, true).is_ok() {}
-        }
-        // commands first: replies and output queued by the executor keep their order
-        while let Ok(c) = cmds.try_recv() {
-            io.command(c);
-        }
-        if ready[1] {
-            io.drain(Channel::Control);
-        }
-        if ready[0] {
-            io.drain(Channel::Shell);
-        }
-        if ready[3] {
-            io.drain(Channel::KernelControl);
-        }
-        if ready[4] {
-            io.drain(Channel::KernelShell);
-        }
-        if ready[5] {
-            io.echo_heartbeats();
-        }
-        if ready[6] {
-            io.drop_stdin();
-        }
-        if last_flush.elapsed() >= STREAM_FLUSH {
-            io.flush_streams();
-            last_flush = Instant::now();
-        }
-        if stopping {
-            io.flush_streams();
-            while let Ok(c) = cmds.try_recv() {
-                io.command(c);
+        let (fds, settled, stopping) = {
+            let mut w = shared.wire();
+            let settled = w.serve(&shared);
+            if last_flush.elapsed() >= STREAM_FLUSH {
+                w.flush_streams(&shared);
+                last_flush = Instant::now();
             }
+            w.publish_pending_busy();
+            // armed under the lock: whatever another holder leaves behind after this rings
+            shared.io_bell.arm();
+            let stopping = shared.stop.load(Ordering::SeqCst);
+            if stopping {
+                w.flush_streams(&shared);
+            }
+            (w.fds(), settled, stopping)
+        };
+        if stopping {
             return;
         }
-    }
-}
-
-impl Io {
-    /// Waits for input on any socket (up to the stream flush interval); which are readable, in
-    /// the order shell, control, wake, kernel control, kernel shell, kernel hb, kernel stdin.
-    fn poll(&self, stopping: bool) -> [bool; 7] {
-        let mut items = vec![
-            self.s.shell.as_poll_item(zmq::POLLIN),
-            self.s.control.as_poll_item(zmq::POLLIN),
-            self.s.wake.as_poll_item(zmq::POLLIN),
-        ];
-        if let Some(k) = &self.kernel {
-            items.push(k.control.as_poll_item(zmq::POLLIN));
-            items.push(k.shell.as_poll_item(zmq::POLLIN));
-            items.push(k.hb.as_poll_item(zmq::POLLIN));
-            items.push(k.stdin.as_poll_item(zmq::POLLIN));
-        }
-        let timeout = if stopping {
-            0
-        } else {
-            STREAM_FLUSH.as_millis() as i64
+        // the executor watches the shell socket itself while it waits for a request and
+        // reads it before taking the next one; both sleeping on it would wake both for every
+        // request (see ExecState)
+        let (with_shell, recheck) = match shared.exec.io_watches_shell() {
+            Ok(()) => (true, None),
+            Err(recheck) => (false, recheck),
         };
-        let mut ready = [false; 7];
-        match zmq::poll(&mut items, timeout) {
-            Ok(_) => {
-                for (r, item) in ready.iter_mut().zip(&items) {
-                    *r = item.is_readable();
-                }
+        let mut items = vec![
+            zmq::PollItem::from_fd(shared.io_bell.fd(), zmq::POLLIN),
+            zmq::PollItem::from_fd(fds.control, zmq::POLLIN),
+        ];
+        if with_shell {
+            items.push(zmq::PollItem::from_fd(fds.shell, zmq::POLLIN));
+        }
+        for fd in &fds.kernel {
+            items.push(zmq::PollItem::from_fd(*fd, zmq::POLLIN));
+        }
+        let timeout = if settled {
+            let mut left = STREAM_FLUSH.saturating_sub(last_flush.elapsed());
+            if let Some(r) = recheck {
+                left = left.min(r);
             }
-            Err(e) => {
+            left.as_millis().max(1) as i64
+        } else {
+            0
+        };
+        if let Err(e) = zmq::poll(&mut items, timeout) {
+            if e != zmq::Error::EINTR {
                 tracing::warn!("IO poll failed: {e}");
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        ready
+        shared.io_bell.disarm(items[0].is_readable());
+    }
+}
+
+impl Wire {
+    pub fn new(s: IoSockets) -> Wire {
+        Wire {
+            s,
+            aborted: HashSet::new(),
+            digests: DigestHistory::new(65536),
+            kernel: None,
+            pending_busy: Vec::new(),
+            shell_dirty: true,
+        }
+    }
+
+    /// The shell socket's `ZMQ_FD` (the executor sleeps on it while it waits).
+    pub fn shell_fd(&self) -> RawFd {
+        self.s.shell.get_fd().unwrap_or(-1)
+    }
+
+    fn fds(&self) -> Fds {
+        let fd = |s: &Socket| s.get_fd().unwrap_or(-1);
+        Fds {
+            shell: fd(&self.s.shell),
+            control: fd(&self.s.control),
+            kernel: self
+                .kernel
+                .as_ref()
+                .map(|k| vec![fd(&k.control), fd(&k.shell), fd(&k.hb), fd(&k.stdin)])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Serve these Jupyter kernel sockets too (`bind_kernel()`); the caller rings the IO bell.
+    pub fn adopt_kernel(&mut self, k: Box<KernelSockets>) {
+        self.kernel = Some(k);
+    }
+
+    /// Everything the IO thread reads on a wake-up: control first, then the kernel's sockets,
+    /// then shell (last, since the others may send on it). `false` when a socket may still
+    /// have input after a bounded round (then the caller must not sleep).
+    fn serve(&mut self, shared: &Shared) -> bool {
+        let mut settled = self.drain(Channel::Control, shared);
+        if self.kernel.is_some() {
+            settled &= self.drain(Channel::KernelControl, shared);
+            settled &= self.drain(Channel::KernelShell, shared);
+            settled &= self.echo_heartbeats();
+            self.drop_stdin();
+        }
+        settled & self.settle_shell(shared)
+    }
+
+    /// Reads the shell socket until it is empty (the invariant above) and queues what it
+    /// finds; `false` if it stopped after [`DRAIN_BATCH`] messages.
+    pub fn settle_shell(&mut self, shared: &Shared) -> bool {
+        let settled = self.drain(Channel::Shell, shared);
+        self.shell_dirty = !settled;
+        settled
+    }
+
+    /// Whether the shell socket must be read before sleeping on it (see [`Wire`]).
+    pub fn shell_dirty(&self) -> bool {
+        self.shell_dirty
+    }
+
+    /// Publishes the `status: busy` messages held back (see [`Wire::pending_busy`]).
+    pub fn publish_pending_busy(&mut self) {
+        for m in std::mem::take(&mut self.pending_busy) {
+            self.publish_now(m);
+        }
+    }
+
+    /// Holds `status: busy` back until the next IOPub message or IO thread wake-up.
+    pub fn defer_busy(&mut self, frames: Vec<Frame>) {
+        self.pending_busy.push(frames);
     }
 
     fn socket(&self, ch: Channel) -> Option<&Socket> {
@@ -149,9 +223,10 @@ impl Io {
         }
     }
 
-    /// Jupyter's heartbeat: echo every ping on the kernel's REP socket.
-    fn echo_heartbeats(&self) {
-        let Some(k) = &self.kernel else { return };
+    /// Jupyter's heartbeat: echo every ping on the kernel's REP socket. `false` if more may
+    /// be waiting.
+    fn echo_heartbeats(&self) -> bool {
+        let Some(k) = &self.kernel else { return true };
         for _ in 0..100 {
             match recv_frames(&k.hb, true) {
                 Ok(frames) => {
@@ -159,9 +234,10 @@ impl Io {
                         tracing::warn!("kernel heartbeat echo failed: {e}");
                     }
                 }
-                Err(_) => return,
+                Err(_) => return true,
             }
         }
+        false
     }
 
     /// Nothing here asks for input (`input()` raises in engines), so stdin messages are dropped.
@@ -170,20 +246,14 @@ impl Io {
         while recv_frames(&k.stdin, true).is_ok() {}
     }
 
-    fn command(&mut self, c: Cmd) {
-        match c {
-            Cmd::Send(ch, frames) => self.send(ch, frames),
-            Cmd::Publish(frames) => self.publish(frames),
-            Cmd::AbortQueued => {
-                for r in self.shared.queue.remove_shell(|_| true) {
-                    self.abort(&r);
-                }
-            }
-            Cmd::AdoptKernel(k) => self.kernel = Some(k),
+    /// Sends `frames` on channel `ch`. Callers other than the IO thread settle the shell
+    /// socket afterwards and ring the IO bell for the other channels.
+    pub fn send(&mut self, ch: Channel, frames: Vec<Frame>) {
+        // a reply never goes out before its request's busy
+        self.publish_pending_busy();
+        if ch == Channel::Shell {
+            self.shell_dirty = true;
         }
-    }
-
-    fn send(&self, ch: Channel, frames: Vec<Frame>) {
         let Some(sock) = self.socket(ch) else {
             tracing::warn!("no {ch:?} socket to send on");
             return;
@@ -193,62 +263,89 @@ impl Io {
         }
     }
 
+    /// Publishes on IOPub, after any `status: busy` held back.
+    pub fn publish(&mut self, frames: Vec<Frame>) {
+        self.publish_pending_busy();
+        self.publish_now(frames);
+    }
+
     /// IOPub goes to the controller and, after `bind_kernel()`, to the kernel's subscribers
     /// (each client keeps what has its own session as parent).
-    fn publish(&self, frames: Vec<Frame>) {
+    fn publish_now(&self, frames: Vec<Frame>) {
         if let Some(k) = &self.kernel {
             if let Err(e) = send_frames(&k.iopub, frames.iter()) {
                 tracing::warn!("kernel IOPub send failed: {e}");
             }
         }
-        if let Err(e) = send_frames(&self.s.iopub, frames) {
+        if let Err(e) = send_owned_frames(&self.s.iopub, frames) {
             tracing::warn!("IOPub send failed: {e}");
         }
     }
 
-    fn flush_streams(&self) {
-        let msgs = self
-            .shared
+    /// Publishes buffered stream output (after any `status: busy` held back).
+    pub fn flush_streams(&mut self, shared: &Shared) {
+        let msgs = shared
             .streams
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .drain(&self.shared.me);
+            .drain(&shared.me);
         for m in msgs {
             self.publish(m);
         }
     }
 
-    fn abort(&self, r: &Request) {
+    fn abort(&mut self, shared: &Shared, r: &Request) {
         tracing::info!("aborting {} {}", r.msg_type, r.msg_id);
-        self.send(r.channel, self.shared.me.aborted(r));
+        self.send(r.channel, shared.me.aborted(r));
     }
 
-    /// Reads every message waiting on one socket (bounded per round so one busy channel cannot
-    /// starve the other).
-    fn drain(&mut self, ch: Channel) {
-        for _ in 0..1000 {
-            let Some(sock) = self.socket(ch) else { return };
+    /// Answers every queued shell request `aborted` (stop-on-error, `abort_request []`), after
+    /// queueing what already arrived. Returns the channels replies went to.
+    pub fn abort_queued(&mut self, shared: &Shared) -> Vec<Channel> {
+        self.settle_shell(shared);
+        let aborted = shared.queue.remove_shell(|_| true);
+        for r in &aborted {
+            self.abort(shared, r);
+        }
+        aborted.iter().map(|r| r.channel).collect()
+    }
+
+    /// Reads every message waiting on one socket, up to [`DRAIN_BATCH`]; `true` when it found
+    /// the socket empty.
+    fn drain(&mut self, ch: Channel, shared: &Shared) -> bool {
+        for _ in 0..DRAIN_BATCH {
+            let Some(sock) = self.socket(ch) else {
+                return true;
+            };
             let frames = match recv_frames(sock, true) {
                 Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => return,
+                Err(zmq::Error::EAGAIN) => return true,
                 Err(e) => {
                     tracing::warn!("recv on {ch:?} failed: {e}");
-                    return;
+                    return true;
                 }
             };
-            if let Some((msg_type, msg_id, m)) = self.verify(ch, frames) {
+            if let Some((msg_type, msg_id, m)) = self.verify(shared, ch, frames) {
                 match ch {
-                    Channel::Shell | Channel::KernelShell => self.on_shell(ch, msg_type, msg_id, m),
+                    Channel::Shell | Channel::KernelShell => {
+                        self.on_shell(shared, ch, msg_type, msg_id, m)
+                    }
                     Channel::Control | Channel::KernelControl => {
-                        self.on_control(ch, msg_type, msg_id, m)
+                        self.on_control(shared, ch, msg_type, msg_id, m)
                     }
                 }
             }
         }
+        false
     }
 
     /// Parses and checks a message; garbage and bad signatures are logged and dropped.
-    fn verify(&mut self, ch: Channel, frames: Vec<Frame>) -> Option<(String, String, Message)> {
+    fn verify(
+        &mut self,
+        shared: &Shared,
+        ch: Channel,
+        frames: Vec<Frame>,
+    ) -> Option<(String, String, Message)> {
         let m = match Message::parse(frames) {
             Ok(m) => m,
             Err(e) => {
@@ -256,17 +353,13 @@ impl Io {
                 return None;
             }
         };
-        let verdict = self
-            .shared
-            .me
-            .session
-            .signer()
-            .verify(&m.signature, m.signed_parts());
+        let signer = shared.me.session.signer();
+        let verdict = signer.verify(&m.signature, m.signed_parts());
         if verdict != Verdict::Valid {
             tracing::warn!("dropping message with {verdict:?} signature on {ch:?}");
             return None;
         }
-        if self.shared.me.session.signer().enabled() {
+        if signer.enabled() {
             let mut digest = [0u8; 32];
             if hex::decode_to_slice(&m.signature, &mut digest).is_err()
                 || !self.digests.insert(digest)
@@ -284,24 +377,37 @@ impl Io {
         }
     }
 
-    fn on_shell(&mut self, ch: Channel, msg_type: String, msg_id: String, m: Message) {
+    fn on_shell(
+        &mut self,
+        shared: &Shared,
+        ch: Channel,
+        msg_type: String,
+        msg_id: String,
+        m: Message,
+    ) {
         let req = Request::from_message(Kind::Shell, ch, msg_type, msg_id, m);
         if req.msg_type == "kernel_info_request" {
-            return self.kernel_info(&req);
+            return self.kernel_info(shared, &req);
         }
         if self.aborted.remove(&req.msg_id) {
-            return self.abort(&req);
+            return self.abort(shared, &req);
         }
-        self.shared.queue.push_back(Arc::new(req));
+        shared.queue.push_back(Arc::new(req));
     }
 
-    fn on_control(&mut self, ch: Channel, msg_type: String, msg_id: String, m: Message) {
+    fn on_control(
+        &mut self,
+        shared: &Shared,
+        ch: Channel,
+        msg_type: String,
+        msg_id: String,
+        m: Message,
+    ) {
         let req = Request::from_message(Kind::Clear, ch, msg_type, msg_id, m);
         let content: Value = serde_json::from_slice(&req.content).unwrap_or(Value::Null);
-        let shared = self.shared.clone();
         let me = &shared.me;
         match req.msg_type.as_str() {
-            mt::CLEAR_REQUEST => self.shared.queue.push_front(Arc::new(req)),
+            mt::CLEAR_REQUEST => shared.queue.push_front(Arc::new(req)),
             mt::ABORT_REQUEST => {
                 self.publish(me.status("busy", Some(&req.header)));
                 let ids: Vec<String> = content
@@ -314,11 +420,11 @@ impl Io {
                     })
                     .unwrap_or_default();
                 if ids.is_empty() {
-                    self.command(Cmd::AbortQueued);
+                    self.abort_queued(shared);
                 } else {
-                    let queued = self.shared.queue.remove_shell(|r| ids.contains(&r.msg_id));
+                    let queued = shared.queue.remove_shell(|r| ids.contains(&r.msg_id));
                     for r in &queued {
-                        self.abort(r);
+                        self.abort(shared, r);
                     }
                     for id in ids {
                         if !queued.iter().any(|r| r.msg_id == id) {
@@ -357,16 +463,15 @@ impl Io {
                     me.control_reply(&req, "interrupt_reply", &json!({"status": "ok"})),
                 );
             }
-            mt::SHUTDOWN_REQUEST => self.shutdown(&req, &content),
-            "kernel_info_request" => self.kernel_info(&req),
+            mt::SHUTDOWN_REQUEST => self.shutdown(shared, &req, &content),
+            "kernel_info_request" => self.kernel_info(shared, &req),
             other => tracing::warn!("unhandled control message type {other:?}, dropped"),
         }
     }
 
-    fn kernel_info(&self, req: &Request) {
-        let me = &self.shared.me;
-        let info = self
-            .shared
+    fn kernel_info(&mut self, shared: &Shared, req: &Request) {
+        let me = &shared.me;
+        let info = shared
             .kernel_info
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -381,8 +486,8 @@ impl Io {
 
     /// Control reply, IOPub `shutdown_reply` (the Hub unregisters us on seeing it), then a
     /// `shutdown` item for the executor, and a fallback exit in case it never looks.
-    fn shutdown(&self, req: &Request, content: &Value) {
-        let me = &self.shared.me;
+    fn shutdown(&mut self, shared: &Shared, req: &Request, content: &Value) {
+        let me = &shared.me;
         let restart = content
             .get("restart")
             .cloned()
@@ -390,11 +495,11 @@ impl Io {
         let c = json!({"status": "ok", "restart": restart});
         self.send(req.channel, me.control_reply(req, mt::SHUTDOWN_REPLY, &c));
         self.publish(me.iopub(mt::SHUTDOWN_REPLY, &c, Some(&req.header), None, vec![]));
-        if self.shared.shutting_down.swap(true, Ordering::SeqCst) {
+        if shared.shutting_down.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.shared.queue.push_front(Arc::new(Request::shutdown()));
-        if self.shared.exit_process {
+        shared.queue.push_front(Arc::new(Request::shutdown()));
+        if shared.exit_process {
             std::thread::spawn(|| {
                 std::thread::sleep(Duration::from_secs(2));
                 tracing::warn!("executor did not stop within 2 s of shutdown_request, exiting");

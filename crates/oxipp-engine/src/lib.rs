@@ -7,6 +7,7 @@
 //! control messages are served while user code holds the GIL for minutes. The contract between
 //! the halves is `docs/engine-runtime.md`.
 
+mod bell;
 pub mod conn;
 pub mod error;
 pub mod executor;

@@ -1,15 +1,17 @@
 //! Requests waiting for the executor, and the request type itself.
 //!
-//! The IO thread pushes, the executor thread (Python's main thread) pops with a timeout. The
-//! queue is shared rather than a channel because abort handling must remove queued requests
-//! by msg_id, which a channel cannot do.
+//! Whoever reads the shell socket (the IO thread, or the executor itself while it waits)
+//! pushes; the executor thread (Python's main thread) pops. The queue is shared rather than a
+//! channel because abort handling must remove queued requests by msg_id, which a channel
+//! cannot do.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, OnceLock};
 
 use oxipp_wire::{Frame, Message};
 use serde_json::Value;
+
+use crate::bell::Bell;
 
 /// What the executor is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,51 +118,44 @@ impl Request {
     }
 }
 
-/// FIFO of requests with a blocking, timed pop.
-#[derive(Default)]
+/// FIFO of requests. The consumer (the executor, in `Runtime::next_request`) sleeps in `poll`
+/// on [`Queue::bell`] together with the shell socket, so a push rings the bell instead of
+/// signalling a condvar; the ring is free while the consumer is awake.
 pub struct Queue {
     items: Mutex<VecDeque<std::sync::Arc<Request>>>,
-    ready: Condvar,
+    bell: Bell,
 }
 
 type Item = std::sync::Arc<Request>;
 
 impl Queue {
+    pub fn new() -> std::io::Result<Queue> {
+        Ok(Queue {
+            items: Mutex::default(),
+            bell: Bell::new()?,
+        })
+    }
+
     pub fn push_back(&self, r: Item) {
         self.lock().push_back(r);
-        self.ready.notify_one(); // one consumer: the executor loop
+        self.bell.ring(); // one consumer: the executor loop
     }
 
     /// Control work (clear, shutdown) jumps ahead of queued shell requests, as ipykernel's
     /// separate control thread effectively does.
     pub fn push_front(&self, r: Item) {
         self.lock().push_front(r);
-        self.ready.notify_one(); // one consumer: the executor loop
+        self.bell.ring();
     }
 
-    /// Pops the next request, waiting up to `timeout` (`None` = forever).
-    pub fn pop(&self, timeout: Option<Duration>) -> Option<Item> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut q = self.lock();
-        loop {
-            if let Some(r) = q.pop_front() {
-                return Some(r);
-            }
-            match deadline {
-                None => q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    q = self
-                        .ready
-                        .wait_timeout(q, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
+    /// The next request, if any (never waits).
+    pub fn try_pop(&self) -> Option<Item> {
+        self.lock().pop_front()
+    }
+
+    /// What the consumer arms before checking [`Queue::is_empty`] and sleeping.
+    pub fn bell(&self) -> &Bell {
+        &self.bell
     }
 
     /// Removes queued shell requests matching `pred` and returns them in order.

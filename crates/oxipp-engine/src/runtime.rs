@@ -1,18 +1,20 @@
 //! [`Runtime`]: one registered engine and its threads (section 1 of docs/engine-runtime.md).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use oxipp_wire::sockets::{new_socket, Context, Socket, SocketSpec, SocketType};
+use oxipp_wire::sockets::{new_socket, Context, SocketSpec, SocketType};
 use oxipp_wire::{dates, session, Frame, Session, Signer};
 use serde_json::{json, Value};
 
+use crate::bell::Bell;
 use crate::conn::Endpoints;
-use crate::io::{self, Cmd, IoSockets};
-use crate::queue::{Kind, Queue, Request};
+use crate::io::{self, IoSockets, Wire};
+use crate::queue::{Channel, Kind, Queue, Request};
 use crate::reply::{Identity, StreamBuf};
 use crate::{heart, registration, EngineError};
 
@@ -51,6 +53,14 @@ impl Options {
 pub(crate) struct Shared {
     pub me: Identity,
     pub queue: Queue,
+    /// The sockets; see [`Wire`] for who uses them when.
+    pub wire: Mutex<Wire>,
+    /// Wakes the IO thread (stop, new kernel sockets, a send on a socket only it reads).
+    pub io_bell: Bell,
+    /// The shell socket's descriptor, which the executor polls while it waits.
+    pub shell_fd: RawFd,
+    /// Whether the executor watches the shell socket (see [`ExecState`]).
+    pub exec: ExecState,
     pub streams: Mutex<StreamBuf>,
     pub kernel_info: Mutex<Value>,
     pub stop: Arc<AtomicBool>,
@@ -65,8 +75,6 @@ pub struct Runtime {
     pub hb_period: Duration,
     pub connection_json: String,
     shared: Arc<Shared>,
-    cmds: Mutex<mpsc::Sender<Cmd>>,
-    wake: Mutex<Socket>,
     ctx: Context,
     endpoints: Endpoints,
     closed: AtomicBool,
@@ -122,36 +130,33 @@ impl Runtime {
         control.connect(&ep.control)?;
         let iopub = sock(SocketType::PUB)?;
         iopub.connect(&ep.iopub)?;
-        let wake_addr = format!("inproc://oxipp-engine-wake-{uuid}");
-        let wake_rx = ctx.socket(SocketType::PULL)?;
-        wake_rx.bind(&wake_addr)?;
-        let wake = ctx.socket(SocketType::PUSH)?;
-        wake.set_linger(0)?;
-        wake.connect(&wake_addr)?;
+        let wire = Wire::new(IoSockets {
+            shell,
+            control,
+            iopub,
+        });
+        let bell_err = |e: std::io::Error| EngineError::Invalid(format!("wake-up pipe: {e}"));
 
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             me: Identity { session, id },
-            queue: Queue::default(),
+            queue: Queue::new().map_err(bell_err)?,
+            shell_fd: wire.shell_fd(),
+            wire: Mutex::new(wire),
+            io_bell: Bell::new().map_err(bell_err)?,
+            exec: ExecState::new(),
             streams: Mutex::new(StreamBuf::default()),
             kernel_info: Mutex::new(default_kernel_info()),
             stop: stop.clone(),
             exit_process: opts.exit_process,
             shutting_down: AtomicBool::new(false),
         });
-        let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
         let io_shared = shared.clone();
-        let sockets = IoSockets {
-            shell,
-            control,
-            iopub,
-            wake: wake_rx,
-        };
         threads.push(
             std::thread::Builder::new()
                 .name("oxipp-engine-io".into())
-                .spawn(move || io::run(io_shared, sockets, rx))
+                .spawn(move || io::run(io_shared))
                 .map_err(|e| EngineError::Invalid(format!("spawn IO thread: {e}")))?,
         );
         let (hctx, hep, huuid) = (ctx.clone(), ep.clone(), uuid.clone());
@@ -188,8 +193,6 @@ impl Runtime {
             hb_period: granted.hb_period,
             connection_json: opts.connection_json,
             shared,
-            cmds: Mutex::new(tx),
-            wake: Mutex::new(wake),
             ctx,
             endpoints: ep,
             closed: AtomicBool::new(false),
@@ -198,29 +201,75 @@ impl Runtime {
         })
     }
 
-    fn submit(&self, cmds: impl IntoIterator<Item = Cmd>) {
-        {
-            let tx = self.cmds.lock().unwrap_or_else(|e| e.into_inner());
-            for c in cmds {
-                let _ = tx.send(c);
+    /// The next request, waiting up to `timeout` (`None` = forever). Shell and clear requests
+    /// are stamped `started` and announced with status `busy` as they are handed out (the
+    /// busy message is held back until the next IOPub message, see `Wire::pending_busy`).
+    ///
+    /// While it waits, this thread reads the shell socket itself: a request arriving at an
+    /// idle engine wakes only this thread, not the IO thread too.
+    pub fn next_request(&self, timeout: Option<Duration>) -> Option<Arc<Request>> {
+        let sh = &*self.shared;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // the shell socket is read when it may have input: it signalled, or was used since
+        let mut shell_signalled = false;
+        loop {
+            {
+                let mut w = sh.wire();
+                let settled = !(shell_signalled || w.shell_dirty()) || w.settle_shell(sh);
+                if let Some(r) = sh.queue.try_pop() {
+                    sh.exec.active();
+                    if r.kind != Kind::Shutdown {
+                        let _ = r.started.set(dates::now_iso());
+                        w.defer_busy(sh.me.status("busy", Some(&r.header)));
+                    }
+                    return Some(r);
+                }
+                if !settled {
+                    continue;
+                }
+            }
+            let wait_ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    // round up: a 0 ms poll would spin until the deadline
+                    left.as_micros().div_ceil(1000) as i64
+                }
+            };
+            let bell = sh.queue.bell();
+            sh.exec.watch();
+            bell.arm();
+            if !sh.queue.is_empty() {
+                bell.disarm(false);
+                sh.exec.active();
+                continue;
+            }
+            let mut items = [
+                zmq::PollItem::from_fd(bell.fd(), zmq::POLLIN),
+                zmq::PollItem::from_fd(sh.shell_fd, zmq::POLLIN),
+            ];
+            // EINTR (a signal for Python) ends the wait early: the caller checks signals
+            let interrupted = zmq::poll(&mut items, wait_ms).is_err();
+            sh.exec.active();
+            bell.disarm(items[0].is_readable());
+            shell_signalled = items[1].is_readable();
+            if interrupted && timeout.is_some() {
+                return sh.queue.try_pop().map(|r| self.hand_out(r));
             }
         }
-        let _ = self
-            .wake
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(&b""[..], zmq::DONTWAIT);
     }
 
-    /// The next request, waiting up to `timeout` (`None` = forever). Shell requests are stamped
-    /// `started` and announced with status `busy` as they are handed out.
-    pub fn next_request(&self, timeout: Option<Duration>) -> Option<Arc<Request>> {
-        let r = self.shared.queue.pop(timeout)?;
+    /// Stamps and announces a request popped outside `next_request`'s locked section.
+    fn hand_out(&self, r: Arc<Request>) -> Arc<Request> {
         if r.kind != Kind::Shutdown {
             let _ = r.started.set(dates::now_iso());
-            self.submit([Cmd::Publish(self.shared.me.status("busy", Some(&r.header)))]);
+            let busy = self.shared.me.status("busy", Some(&r.header));
+            self.shared.wire().defer_busy(busy);
         }
-        Some(r)
+        r
     }
 
     /// Sends the reply to `req` (after its buffered output), then status `idle`.
@@ -234,15 +283,20 @@ impl Runtime {
     ) -> Result<(), EngineError> {
         let content = parse_object(content_json)?;
         let me = &self.shared.me;
-        let mut cmds: Vec<Cmd> = self.take_streams().into_iter().map(Cmd::Publish).collect();
         let frames = match req.kind {
             Kind::Shell => me.reply(req, &content, buffers, status, dependencies_met),
             Kind::Clear => me.control_reply(req, oxipp_wire::msg_types::CLEAR_REPLY, &content),
             Kind::Shutdown => return Ok(()),
         };
-        cmds.push(Cmd::Send(req.channel, frames));
-        cmds.push(Cmd::Publish(me.status("idle", Some(&req.header))));
-        self.submit(cmds);
+        let idle = me.status("idle", Some(&req.header));
+        let mut w = self.shared.wire();
+        w.flush_streams(&self.shared);
+        w.send(req.channel, frames);
+        w.publish(idle);
+        drop(w);
+        if req.channel != Channel::Shell {
+            self.shared.io_bell.ring(); // a socket only the IO thread reads was used
+        }
         Ok(())
     }
 
@@ -256,16 +310,17 @@ impl Runtime {
         buffers: Vec<Frame>,
     ) -> Result<(), EngineError> {
         let content = parse_object(content_json)?;
-        // output printed before this message must appear before it
-        let mut cmds: Vec<Cmd> = self.take_streams().into_iter().map(Cmd::Publish).collect();
-        cmds.push(Cmd::Publish(self.shared.me.iopub(
+        let frames = self.shared.me.iopub(
             msg_type,
             &content,
             parent.map(|p| &p.header),
             topic,
             buffers,
-        )));
-        self.submit(cmds);
+        );
+        let mut w = self.shared.wire();
+        // output printed before this message must appear before it
+        w.flush_streams(&self.shared);
+        w.publish(frames);
         Ok(())
     }
 
@@ -281,9 +336,10 @@ impl Runtime {
     /// Answers every queued shell request `aborted`. The queue is emptied here, not in the IO
     /// thread, so the executor's next `next_request` cannot pick up a request being aborted.
     pub fn abort_queued(&self) {
-        let me = &self.shared.me;
-        let aborted = self.shared.queue.remove_shell(|_| true);
-        self.submit(aborted.iter().map(|r| Cmd::Send(r.channel, me.aborted(r))));
+        let channels = self.shared.wire().abort_queued(&self.shared);
+        if channels.iter().any(|c| *c != Channel::Shell) {
+            self.shared.io_bell.ring(); // a socket only the IO thread reads was used
+        }
     }
 
     /// Sets the `kernel_info_reply` content (must be a JSON object).
@@ -310,7 +366,8 @@ impl Runtime {
             return Ok(ports);
         }
         let (sockets, ports) = crate::kernel::bind_all(&self.ctx, ip)?;
-        self.submit([Cmd::AdoptKernel(Box::new(sockets))]);
+        self.shared.wire().adopt_kernel(Box::new(sockets));
+        self.shared.io_bell.ring(); // to poll them
         *bound = Some(ports);
         Ok(ports)
     }
@@ -331,19 +388,67 @@ impl Runtime {
 
     fn stop_threads(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.submit([]);
+        self.shared.io_bell.ring();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
         }
     }
+}
 
-    fn take_streams(&self) -> Vec<Vec<Frame>> {
-        self.shared
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(&self.shared.me)
+/// What the executor thread is doing, so that one thread, not two, sleeps on the shell
+/// socket: the executor while it waits for a request, the IO thread once the executor has been
+/// running one for [`ExecState::TAKEOVER`] (user code may run for hours, and shell requests
+/// must still be queued, aborted and answered kernel_info meanwhile). Below that, requests
+/// that arrive wait in the socket until the executor asks for the next one, which it does by
+/// reading the socket.
+pub(crate) struct ExecState {
+    epoch: Instant,
+    watching: AtomicBool,
+    /// When the executor last became active (ms since `epoch`).
+    active_since: AtomicU64,
+}
+
+impl ExecState {
+    pub const TAKEOVER: Duration = Duration::from_millis(10);
+
+    fn new() -> ExecState {
+        ExecState {
+            epoch: Instant::now(),
+            watching: AtomicBool::new(false),
+            active_since: AtomicU64::new(0),
+        }
+    }
+
+    fn watch(&self) {
+        self.watching.store(true, Ordering::SeqCst);
+    }
+
+    fn active(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.active_since.store(now, Ordering::SeqCst);
+        self.watching.store(false, Ordering::SeqCst);
+    }
+
+    /// For the IO thread: `Ok(())` = watch the shell socket; `Err(d)` = leave it to the
+    /// executor, and look again within `d` (`None`: no need).
+    pub fn io_watches_shell(&self) -> Result<(), Option<Duration>> {
+        if self.watching.load(Ordering::SeqCst) {
+            return Err(None);
+        }
+        let since = Duration::from_millis(self.active_since.load(Ordering::SeqCst));
+        let busy = self.epoch.elapsed().saturating_sub(since);
+        match Self::TAKEOVER.checked_sub(busy) {
+            Some(left) if !left.is_zero() => Err(Some(left)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn wire(&self) -> MutexGuard<'_, Wire> {
+        // a panic while holding the lock leaves the sockets usable
+        self.wire.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
