@@ -35,10 +35,12 @@ struct Deferred {
     give_up: Instant,
 }
 
+/// Queues what the core sends; [`flush`] puts it on the wire after each batch of received
+/// messages, so that libzmq's I/O thread is woken once per batch and writes several
+/// messages per system call, instead of being woken for (and writing) each one on its own.
 struct ZmqOutbox<'a> {
     sockets: &'a HashMap<Sock, zmq::Socket>,
-    deferred: &'a mut VecDeque<Deferred>,
-    now: Instant,
+    queue: &'a mut Vec<(Sock, Vec<Frame>)>,
     /// Sockets sent on: a send may process the socket's pending commands (including the
     /// "messages arrived" one that makes its descriptor readable), so the loop must look
     /// at them again instead of trusting the descriptor.
@@ -54,26 +56,39 @@ fn engine_facing(s: Sock) -> bool {
 
 impl Outbox for ZmqOutbox<'_> {
     fn send(&mut self, sock: Sock, frames: Vec<Frame>) -> bool {
-        let Some(s) = self.sockets.get(&sock) else {
+        if !self.sockets.contains_key(&sock) {
             return false;
-        };
+        }
         if !self.touched.contains(&sock) {
             self.touched.push(sock);
         }
+        self.queue.push((sock, frames));
+        true
+    }
+}
+
+/// Sends everything queued, in order. An engine-facing ROUTER that does not know the peer
+/// yet (its connection may still be completing) gets the message again later.
+fn flush(
+    sockets: &HashMap<Sock, zmq::Socket>,
+    queue: &mut Vec<(Sock, Vec<Frame>)>,
+    deferred: &mut VecDeque<Deferred>,
+    now: Instant,
+) {
+    for (sock, frames) in queue.drain(..) {
+        let Some(s) = sockets.get(&sock) else {
+            continue;
+        };
         match sockets::send_frames(s, frames.iter()) {
-            Ok(()) => true,
+            Ok(()) => {}
             Err(zmq::Error::EHOSTUNREACH) if engine_facing(sock) => {
-                self.deferred.push_back(Deferred {
+                deferred.push_back(Deferred {
                     sock,
                     frames,
-                    give_up: self.now + DEFERRED_SEND_LIMIT,
+                    give_up: now + DEFERRED_SEND_LIMIT,
                 });
-                true
             }
-            Err(e) => {
-                tracing::warn!("send on {sock:?} failed: {e}");
-                false
-            }
+            Err(e) => tracing::warn!("send on {sock:?} failed: {e}"),
         }
     }
 }
@@ -583,6 +598,7 @@ fn event_loop(
     }
     let mut deferred: VecDeque<Deferred> = VecDeque::new();
     let mut touched: Vec<Sock> = Vec::new();
+    let mut queue: Vec<(Sock, Vec<Frame>)> = Vec::new();
     let mut parts: Vec<zmq::Message> = Vec::new();
     let mut items: Vec<zmq::PollItem> = inputs
         .iter()
@@ -628,8 +644,7 @@ fn event_loop(
                         let now = Instant::now();
                         let mut out = ZmqOutbox {
                             sockets: socks,
-                            deferred: &mut deferred,
-                            now,
+                            queue: &mut queue,
                             touched: &mut touched,
                         };
                         core.handle(input.sock, frames, now, &mut out);
@@ -646,17 +661,20 @@ fn event_loop(
                     }
                 }
             }
+            if !queue.is_empty() {
+                flush(socks, &mut queue, &mut deferred, Instant::now());
+            }
         }
         let idle = received == 0;
         let now = Instant::now();
         if now >= core.next_deadline() || idle {
             let mut out = ZmqOutbox {
                 sockets: socks,
-                deferred: &mut deferred,
-                now,
+                queue: &mut queue,
                 touched: &mut touched,
             };
             core.tick(now, &mut out);
+            flush(socks, &mut queue, &mut deferred, now);
         }
         if !deferred.is_empty() {
             touched.extend(deferred.iter().map(|d| d.sock));
