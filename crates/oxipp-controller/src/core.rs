@@ -160,7 +160,7 @@ impl Controller {
         let well_formed = frames
             .iter()
             .position(|f| f.as_ref() == oxipp_wire::frames::DELIMITER)
-            .is_some_and(|p| frames.len() - p - 1 >= 5);
+            .is_some_and(|p| frames.len() - p > 5);
         let idents_guess: Vec<Frame> = if well_formed {
             Vec::new()
         } else {
