@@ -90,16 +90,11 @@ impl SimClient {
         content: &Frame,
         buffers: &[Frame],
     ) -> (String, Message) {
-        let header = self.session.header(msg_type);
-        let msg_id = header
-            .get("msg_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let (msg_id, header) = self.session.new_header(msg_type);
         let mut m = Message {
             idents: route,
             signature: Bytes::new(),
-            header: Bytes::from(encode(&Value::Object(header))),
+            header: Bytes::from(header),
             parent: Bytes::from_static(b"{}"),
             metadata: metadata.clone(),
             content: content.clone(),

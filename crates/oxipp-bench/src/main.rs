@@ -6,6 +6,11 @@
 //! with stock engines works with them) but do no work, so what is measured is the controller.
 //! Every subcommand prints exactly one JSON object on stdout; diagnostics go to stderr.
 
+/// The same allocator as the controller: the simulator allocates per message too, and on two
+/// shared cores its CPU is taken from the controller under test.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod client;
 mod conn;
 mod engine;

@@ -5,7 +5,12 @@
 //! `--nodb`. Everything that would grow with the number of tasks ever run is bounded:
 //! per-engine completed lists keep the most recent `completed_cap` ids plus a total count.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+/// foldhash, seeded per process: these maps are hit several times per task with msg_id keys
+/// and SipHash was a visible share of the controller's time per task.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// A set that remembers insertion order with O(log n) insert and remove (an `IndexSet`'s
 /// order-preserving remove is O(n), which at thousands of tasks in flight dominated the

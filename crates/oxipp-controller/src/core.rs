@@ -155,7 +155,17 @@ impl Controller {
     /// Parses and authenticates; refuses garbage, forgeries and replays with a log line, a
     /// counter and (on the query channel, where the protocol has one) a `hub_error` reply.
     fn accept(&mut self, sock: Sock, frames: Vec<Frame>, out: &mut dyn Outbox) -> Option<Inbound> {
-        let idents_guess: Vec<Frame> = frames.first().cloned().into_iter().collect();
+        // Only a malformed message needs its first frame kept aside (for the error reply on
+        // the query channel); cloning it for every message would cost an allocation.
+        let well_formed = frames
+            .iter()
+            .position(|f| f.as_ref() == oxipp_wire::frames::DELIMITER)
+            .is_some_and(|p| frames.len() - p > 5);
+        let idents_guess: Vec<Frame> = if well_formed {
+            Vec::new()
+        } else {
+            frames.first().cloned().into_iter().collect()
+        };
         let msg = match Message::parse(frames) {
             Ok(m) => m,
             Err(e) => return self.refuse(sock, "malformed", &e, idents_guess, None, out),
@@ -167,7 +177,9 @@ impl Controller {
             };
             return self.refuse(sock, "oversized", &e, msg.idents.clone(), None, out);
         }
-        match self.signer.verify(&msg.signature, msg.signed_parts()) {
+        // One HMAC pass both authenticates and yields the digest for replay detection.
+        let (verdict, digest) = self.signer.check(&msg.signature, msg.signed_parts());
+        match verdict {
             Verdict::Valid => {}
             Verdict::Unsigned => {
                 return self.refuse(
@@ -190,7 +202,7 @@ impl Controller {
                 )
             }
         }
-        if let Some(d) = self.signer.digest(msg.signed_parts()) {
+        if let Some(d) = digest {
             if !self.digests.insert(d) {
                 return self.refuse(
                     sock,

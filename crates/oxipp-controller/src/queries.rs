@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use oxipp_taskdb::{Column, DbError, Query};
+use oxipp_taskdb::{Column, DbError, Dict, Query};
 use oxipp_wire::errors::{error_content, py_repr, py_repr_list};
 use oxipp_wire::session::encode;
 use oxipp_wire::{dates, msg_types as mt, Frame, Message};
@@ -408,7 +408,7 @@ impl Controller {
         }
         let mut resubmitted = Map::new();
         for r in records {
-            let mut header = r.header.clone().unwrap_or_default();
+            let mut header = r.header.clone().map(Dict::into_map).unwrap_or_default();
             let new_id = self.hub_session.next_msg_id();
             header.insert("msg_id".into(), json!(new_id));
             header.insert("date".into(), json!(dates::now_iso()));
@@ -420,7 +420,7 @@ impl Controller {
                 parent: header_bytes,
                 metadata: Bytes::from_static(b"{}"),
                 content: Bytes::from(encode(&Value::Object(
-                    r.content.clone().unwrap_or_default(),
+                    r.content.clone().map(Dict::into_map).unwrap_or_default(),
                 ))),
                 buffers: r.buffers.clone(),
             };

@@ -1,14 +1,83 @@
 //! Writing task records: requests, results and IOPub output, as the stock Hub does.
+//!
+//! The request's and reply's JSON frames are stored as they arrived ([`Dict::from_raw`]) and
+//! decoded only if a query reads them; what the record needs at once (dates, label, engine)
+//! comes from a small typed parse of the few fields involved.
+
+use std::borrow::Cow;
 
 use chrono::Utc;
-use oxipp_taskdb::TaskRecord;
-use oxipp_wire::dates;
+use oxipp_taskdb::{Dict, TaskRecord};
+use oxipp_wire::{dates, Frame};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::core::{Controller, Inbound};
 
-fn date_of(m: &Map<String, Value>, key: &str) -> Option<chrono::DateTime<Utc>> {
-    m.get(key).and_then(Value::as_str).and_then(dates::parse)
+/// The metadata fields the Hub and the task scheduler read from a request or a reply,
+/// decoded without building a JSON tree (other fields are skipped).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct MdFields<'a> {
+    #[serde(default)]
+    pub label: Option<Value>,
+    #[serde(default, borrow)]
+    pub status: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub dependencies_met: Option<Value>,
+    #[serde(default, borrow)]
+    pub started: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub engine: Option<Cow<'a, str>>,
+}
+
+/// Owned [`MdFields`] with the types the Hub uses.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReplyMd {
+    pub status: Option<String>,
+    pub dependencies_met: bool,
+    pub started: Option<String>,
+    pub engine: Option<String>,
+    pub label: Option<String>,
+}
+
+impl ReplyMd {
+    /// Decodes `raw` (a metadata frame). A frame that is not a JSON object, or whose fields
+    /// have unexpected types, gives what a map lookup would have: the fields that are there
+    /// with the right type, defaults for the rest.
+    pub fn parse(raw: &[u8]) -> ReplyMd {
+        match serde_json::from_slice::<MdFields>(raw) {
+            Ok(f) => ReplyMd {
+                status: f.status.map(Cow::into_owned),
+                dependencies_met: f
+                    .dependencies_met
+                    .as_ref()
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+                started: f.started.map(Cow::into_owned),
+                engine: f.engine.map(Cow::into_owned),
+                label: f.label.as_ref().and_then(Value::as_str).map(str::to_string),
+            },
+            // unusual types or duplicate keys: fall back to the generic decoding
+            Err(_) => {
+                let m = oxipp_wire::frames::object(raw, "metadata").unwrap_or_default();
+                let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+                ReplyMd {
+                    status: s("status"),
+                    dependencies_met: m
+                        .get("dependencies_met")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true),
+                    started: s("started"),
+                    engine: s("engine"),
+                    label: s("label"),
+                }
+            }
+        }
+    }
+}
+
+fn raw_dict(f: &Frame) -> Option<Dict> {
+    Dict::from_raw(f.clone())
 }
 
 impl Controller {
@@ -17,30 +86,25 @@ impl Controller {
     }
 
     /// Records a new request (mux, task or broadcast), merging with a record that IOPub
-    /// output may have created first. `metadata`: the request's, if the caller parsed it.
+    /// output may have created first. `label`: the request's label if the caller already
+    /// decoded its metadata (`None`: decode it here).
     pub(crate) fn record_request(
         &mut self,
         inb: &Inbound,
         queue: &str,
         engine_uuid: Option<&str>,
-        metadata: Option<Map<String, Value>>,
+        label: Option<Option<String>>,
     ) {
         if !self.records_enabled() {
             return;
         }
-        let header = inb.msg.header_map().ok();
-        let metadata = metadata.or_else(|| inb.msg.metadata_map().ok());
-        let label = metadata
-            .as_ref()
-            .and_then(|m| m.get("label"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let label = label.unwrap_or_else(|| ReplyMd::parse(&inb.msg.metadata).label);
         let rec = TaskRecord {
             msg_id: inb.fields.msg_id.clone(),
-            submitted: header.as_ref().and_then(|h| date_of(h, "date")),
-            header,
-            metadata,
-            content: inb.msg.content_map().ok(),
+            submitted: inb.fields.date.as_deref().and_then(dates::parse),
+            header: raw_dict(&inb.msg.header),
+            metadata: raw_dict(&inb.msg.metadata),
+            content: raw_dict(&inb.msg.content),
             buffers: inb.msg.buffers.clone(),
             client_uuid: Some(inb.fields.session.clone()),
             engine_uuid: engine_uuid.map(str::to_string),
@@ -50,12 +114,12 @@ impl Controller {
             label,
             ..TaskRecord::empty(&inb.fields.msg_id)
         };
-        let msg_id = rec.msg_id.clone();
-        if self.db.contains(&msg_id) {
+        let msg_id = &inb.fields.msg_id;
+        if self.db.contains(msg_id) {
             let mut fresh = Some(rec);
             let res = self
                 .db
-                .update_record(&msg_id, &mut |existing: &mut TaskRecord| {
+                .update_record(msg_id, &mut |existing: &mut TaskRecord| {
                     if let Some(new) = fresh.take() {
                         merge_request(existing, new);
                     }
@@ -68,41 +132,48 @@ impl Controller {
         }
     }
 
-    /// Records the reply to `msg_id`. `metadata`: the reply's, if the caller parsed it.
+    /// Records the reply to `msg_id`. `md`: the reply's metadata fields, if the caller
+    /// decoded them.
     pub(crate) fn record_result(
         &mut self,
         msg_id: &str,
         reply: &Inbound,
         engine_uuid: Option<&str>,
-        metadata: Option<Map<String, Value>>,
+        md: Option<&ReplyMd>,
     ) {
         if !self.records_enabled() {
             return;
         }
-        let header = reply.msg.header_map().ok();
-        let md = metadata.or_else(|| reply.msg.metadata_map().ok());
-        let completed = header.as_ref().and_then(|h| date_of(h, "date"));
-        let started = md.as_ref().and_then(|m| date_of(m, "started"));
-        let engine = engine_uuid.map(str::to_string).or_else(|| {
-            md.as_ref()
-                .and_then(|m| m.get("engine"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
-        let content = reply.msg.content_map().ok();
+        let parsed;
+        let md = match md {
+            Some(m) => m,
+            None => {
+                parsed = ReplyMd::parse(&reply.msg.metadata);
+                &parsed
+            }
+        };
+        let completed = reply.fields.date.as_deref().and_then(dates::parse);
+        let started = md.started.as_deref().and_then(dates::parse);
+        let engine = engine_uuid
+            .map(str::to_string)
+            .or_else(|| md.engine.clone());
+        let header = raw_dict(&reply.msg.header);
+        let metadata = raw_dict(&reply.msg.metadata);
+        let content = raw_dict(&reply.msg.content);
         let buffers = reply.msg.buffers.clone();
-        let mut parts = Some((header, md, content, buffers));
+        let mut parts = Some((header, metadata, content, buffers, engine));
         let res = self.db.update_record(msg_id, &mut |r: &mut TaskRecord| {
-            if let Some((h, m, c, b)) = parts.take() {
+            if let Some((h, m, c, b, engine)) = parts.take() {
+                let now = Utc::now();
                 r.result_header = h;
                 r.result_metadata = m;
                 r.result_content = c;
                 r.result_buffers = b;
                 r.started = started;
-                r.completed = completed.or_else(|| Some(Utc::now()));
-                r.received = Some(Utc::now());
+                r.completed = completed.or(Some(now));
+                r.received = Some(now);
                 if engine.is_some() {
-                    r.engine_uuid = engine.clone();
+                    r.engine_uuid = engine;
                 }
             }
         });
@@ -127,9 +198,9 @@ impl Controller {
         let engine = engine_uuid.map(str::to_string);
         let _ = self.db.update_record(msg_id, &mut |r: &mut TaskRecord| {
             if let Some((Value::Object(h), Value::Object(c))) = parts.take() {
-                r.result_header = Some(h);
-                r.result_content = Some(c);
-                r.result_metadata = Some(Map::new());
+                r.result_header = Some(h.into());
+                r.result_content = Some(c.into());
+                r.result_metadata = Some(Map::new().into());
                 r.completed = Some(now);
                 r.received = Some(now);
                 if engine.is_some() {

@@ -35,10 +35,16 @@ struct Deferred {
     give_up: Instant,
 }
 
+/// Queues what the core sends; [`flush`] puts it on the wire after each batch of received
+/// messages, so that libzmq's I/O thread is woken once per batch and writes several
+/// messages per system call, instead of being woken for (and writing) each one on its own.
 struct ZmqOutbox<'a> {
     sockets: &'a HashMap<Sock, zmq::Socket>,
-    deferred: &'a mut VecDeque<Deferred>,
-    now: Instant,
+    queue: &'a mut Vec<(Sock, Vec<Frame>)>,
+    /// Sockets sent on: a send may process the socket's pending commands (including the
+    /// "messages arrived" one that makes its descriptor readable), so the loop must look
+    /// at them again instead of trusting the descriptor.
+    touched: &'a mut Vec<Sock>,
 }
 
 fn engine_facing(s: Sock) -> bool {
@@ -50,23 +56,39 @@ fn engine_facing(s: Sock) -> bool {
 
 impl Outbox for ZmqOutbox<'_> {
     fn send(&mut self, sock: Sock, frames: Vec<Frame>) -> bool {
-        let Some(s) = self.sockets.get(&sock) else {
+        if !self.sockets.contains_key(&sock) {
             return false;
+        }
+        if !self.touched.contains(&sock) {
+            self.touched.push(sock);
+        }
+        self.queue.push((sock, frames));
+        true
+    }
+}
+
+/// Sends everything queued, in order. An engine-facing ROUTER that does not know the peer
+/// yet (its connection may still be completing) gets the message again later.
+fn flush(
+    sockets: &HashMap<Sock, zmq::Socket>,
+    queue: &mut Vec<(Sock, Vec<Frame>)>,
+    deferred: &mut VecDeque<Deferred>,
+    now: Instant,
+) {
+    for (sock, frames) in queue.drain(..) {
+        let Some(s) = sockets.get(&sock) else {
+            continue;
         };
         match sockets::send_frames(s, frames.iter()) {
-            Ok(()) => true,
+            Ok(()) => {}
             Err(zmq::Error::EHOSTUNREACH) if engine_facing(sock) => {
-                self.deferred.push_back(Deferred {
+                deferred.push_back(Deferred {
                     sock,
                     frames,
-                    give_up: self.now + DEFERRED_SEND_LIMIT,
+                    give_up: now + DEFERRED_SEND_LIMIT,
                 });
-                true
             }
-            Err(e) => {
-                tracing::warn!("send on {sock:?} failed: {e}");
-                false
-            }
+            Err(e) => tracing::warn!("send on {sock:?} failed: {e}"),
         }
     }
 }
@@ -494,18 +516,94 @@ pub fn serve(
     result
 }
 
+/// One socket the loop reads.
+struct Input<'a> {
+    sock: Sock,
+    z: &'a zmq::Socket,
+    /// libzmq's signalling descriptor: readable when the socket has commands to process
+    /// (e.g. "messages arrived" after its queue ran dry).
+    fd: std::os::fd::RawFd,
+    /// Not known to be drained: the last receive did not end with EAGAIN, or something
+    /// else (a send) may have consumed the descriptor's wake-up.
+    active: bool,
+}
+
+/// A received frame large enough to be kept as the ZeroMQ message itself.
+struct ZmqBytes(zmq::Message);
+
+impl AsRef<[u8]> for ZmqBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Receives one multipart message without blocking. The small frames are copied into one
+/// buffer shared by all of them (one allocation per message instead of one per frame);
+/// frames of at least [`sockets::ZERO_COPY_MIN`] bytes keep their ZeroMQ message (no copy).
+/// `parts` is scratch space reused across calls.
+fn recv_message(s: &zmq::Socket, parts: &mut Vec<zmq::Message>) -> zmq::Result<Vec<Frame>> {
+    let mut n = 0;
+    loop {
+        if parts.len() <= n {
+            parts.push(zmq::Message::new());
+        }
+        s.recv(&mut parts[n], if n == 0 { zmq::DONTWAIT } else { 0 })?;
+        let more = parts[n].get_more();
+        n += 1;
+        if !more {
+            break;
+        }
+    }
+    let small = |m: &zmq::Message| m.len() < sockets::ZERO_COPY_MIN;
+    let total: usize = parts[..n]
+        .iter()
+        .filter(|m| small(m))
+        .map(|m| m.len())
+        .sum();
+    let mut buf = bytes::BytesMut::with_capacity(total);
+    for m in parts[..n].iter().filter(|m| small(m)) {
+        buf.extend_from_slice(m);
+    }
+    let buf = buf.freeze();
+    let mut frames = Vec::with_capacity(n);
+    let mut off = 0;
+    for m in &mut parts[..n] {
+        if small(m) {
+            frames.push(buf.slice(off..off + m.len()));
+            off += m.len();
+        } else {
+            let owned = std::mem::replace(m, zmq::Message::new());
+            frames.push(bytes::Bytes::from_owner(ZmqBytes(owned)));
+        }
+    }
+    Ok(frames)
+}
+
 fn event_loop(
     core: &mut Controller,
     socks: &HashMap<Sock, zmq::Socket>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let order: Vec<(Sock, &zmq::Socket)> = socks
-        .iter()
-        .filter(|(s, _)| !matches!(s, Sock::IopubOut | Sock::Notification | Sock::HbPing))
-        .map(|(s, z)| (*s, z))
-        .collect();
+    let mut inputs: Vec<Input> = Vec::new();
+    for (s, z) in socks {
+        if matches!(s, Sock::IopubOut | Sock::Notification | Sock::HbPing) {
+            continue;
+        }
+        inputs.push(Input {
+            sock: *s,
+            z,
+            fd: z.get_fd()?,
+            active: true,
+        });
+    }
     let mut deferred: VecDeque<Deferred> = VecDeque::new();
-    let mut idle = false;
+    let mut touched: Vec<Sock> = Vec::new();
+    let mut queue: Vec<(Sock, Vec<Frame>)> = Vec::new();
+    let mut parts: Vec<zmq::Message> = Vec::new();
+    let mut items: Vec<zmq::PollItem> = inputs
+        .iter()
+        .map(|i| zmq::PollItem::from_fd(i.fd, zmq::POLLIN))
+        .collect();
     loop {
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received; shutting down");
@@ -515,57 +613,80 @@ fn event_loop(
         if core.exit_at().is_some_and(|t| now >= t) {
             return Ok(());
         }
-        // Only block in poll when the previous pass found nothing: under load, draining the
-        // sockets back to back avoids a poll system call per message.
-        if idle {
+        // One poll(2) over the signalling descriptors tells which drained sockets got
+        // something; sockets not known to be drained are read regardless. It blocks only
+        // when every socket is drained. (Asking each socket with a non-blocking receive,
+        // as before, cost a system call per socket per pass.)
+        let busy = inputs.iter().any(|i| i.active);
+        let timeout = if busy {
+            0
+        } else {
             let mut wait = core.next_deadline().saturating_duration_since(now);
             if !deferred.is_empty() {
                 wait = wait.min(Duration::from_millis(5));
             }
-            let timeout = wait.min(Duration::from_millis(100)).as_millis() as i64;
-            let mut items: Vec<zmq::PollItem> = order
-                .iter()
-                .map(|(_, z)| z.as_poll_item(zmq::POLLIN))
-                .collect();
-            match zmq::poll(&mut items, timeout) {
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
+            wait.min(Duration::from_millis(100)).as_millis() as i64
+        };
+        match zmq::poll(&mut items, timeout) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
         let mut received = 0usize;
-        for (sock, s) in &order {
+        for (input, item) in inputs.iter_mut().zip(items.iter()) {
+            if !input.active && !item.is_readable() {
+                continue;
+            }
+            input.active = true;
             for _ in 0..BATCH {
-                match sockets::recv_frames(s, true) {
+                match recv_message(input.z, &mut parts) {
                     Ok(frames) => {
                         received += 1;
                         let now = Instant::now();
                         let mut out = ZmqOutbox {
                             sockets: socks,
-                            deferred: &mut deferred,
-                            now,
+                            queue: &mut queue,
+                            touched: &mut touched,
                         };
-                        core.handle(*sock, frames, now, &mut out);
+                        core.handle(input.sock, frames, now, &mut out);
                     }
-                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => break,
+                    Err(zmq::Error::EAGAIN) => {
+                        input.active = false;
+                        break;
+                    }
+                    Err(zmq::Error::EINTR) => break,
                     Err(e) => {
-                        tracing::error!("receive on {sock:?} failed: {e}");
+                        tracing::error!("receive on {:?} failed: {e}", input.sock);
+                        input.active = false;
                         break;
                     }
                 }
             }
+            if !queue.is_empty() {
+                flush(socks, &mut queue, &mut deferred, Instant::now());
+            }
         }
-        idle = received == 0;
+        let idle = received == 0;
         let now = Instant::now();
         if now >= core.next_deadline() || idle {
             let mut out = ZmqOutbox {
                 sockets: socks,
-                deferred: &mut deferred,
-                now,
+                queue: &mut queue,
+                touched: &mut touched,
             };
             core.tick(now, &mut out);
+            flush(socks, &mut queue, &mut deferred, now);
         }
         if !deferred.is_empty() {
+            touched.extend(deferred.iter().map(|d| d.sock));
             retry_deferred(socks, &mut deferred, now);
+        }
+        if !touched.is_empty() {
+            for input in inputs.iter_mut() {
+                if touched.contains(&input.sock) {
+                    input.active = true;
+                }
+            }
+            touched.clear();
         }
     }
 }

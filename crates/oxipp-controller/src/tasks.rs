@@ -14,7 +14,9 @@ use serde_json::{json, Map, Value};
 
 use crate::core::{frame, ident_str, Controller, Inbound};
 use crate::outbox::{Outbox, Sock};
+use crate::records::ReplyMd;
 use crate::relay::reply_status;
+use serde::Deserialize;
 
 /// A load-balanced request waiting for its final reply.
 #[derive(Debug, Clone)]
@@ -34,40 +36,96 @@ pub(crate) struct ReplyInFlight {
     pub engine_uuid: String,
     pub engine_id: Option<u32>,
     pub inb: Inbound,
-    /// The reply's metadata, parsed once.
-    pub metadata: Map<String, Value>,
+    /// The reply's metadata fields, decoded once.
+    pub md: ReplyMd,
     pub status: String,
 }
 
 impl ReplyInFlight {
     fn new(msg_id: String, engine_uuid: String, engine_id: Option<u32>, inb: Inbound) -> Self {
-        let metadata = inb.msg.metadata_map().unwrap_or_default();
-        let status = metadata
-            .get("status")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| reply_status(&inb));
+        let md = ReplyMd::parse(&inb.msg.metadata);
+        let status = md.status.clone().unwrap_or_else(|| reply_status(&inb));
         ReplyInFlight {
             msg_id,
             engine_uuid,
             engine_id,
             inb,
-            metadata,
+            md,
             status,
         }
     }
 
     fn outcome(&self) -> Outcome {
-        let dependencies_met = self
-            .metadata
-            .get("dependencies_met")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
         Outcome {
             ok: self.status == "ok",
-            dependencies_met,
+            dependencies_met: self.md.dependencies_met,
         }
     }
+}
+
+/// The scheduling fields of a task request's metadata, decoded without building a JSON tree.
+#[derive(Deserialize)]
+struct TaskMd {
+    #[serde(default)]
+    after: Option<Value>,
+    #[serde(default)]
+    follow: Option<Value>,
+    #[serde(default)]
+    timeout: Option<Value>,
+    #[serde(default)]
+    targets: Option<Value>,
+    #[serde(default)]
+    retries: Option<Value>,
+    #[serde(default)]
+    label: Option<Value>,
+}
+
+/// The request's scheduling parameters and label from its metadata frame. The usual plain
+/// task (`after`/`follow`/`targets` empty, no timeout, no retries) costs one small typed
+/// decode; anything else goes through [`TaskRequest::from_metadata`] as before.
+fn parse_task_metadata(msg_id: &str, raw: &[u8]) -> Result<(TaskRequest, Option<String>), String> {
+    let Ok(md) = serde_json::from_slice::<TaskMd>(raw) else {
+        // not an object, odd types or duplicate keys: the generic path decides
+        let map = oxipp_wire::frames::object(raw, "metadata").map_err(|e| e.to_string())?;
+        let label = map.get("label").and_then(Value::as_str).map(str::to_string);
+        return Ok((TaskRequest::from_metadata(msg_id, &map)?, label));
+    };
+    let label = md
+        .label
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let empty = |v: &Option<Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        _ => false,
+    };
+    let zero = |v: &Option<Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        _ => false,
+    };
+    if empty(&md.after)
+        && empty(&md.follow)
+        && empty(&md.targets)
+        && zero(&md.timeout)
+        && zero(&md.retries)
+    {
+        return Ok((TaskRequest::new(msg_id), label));
+    }
+    let mut map = Map::new();
+    for (k, v) in [
+        ("after", md.after),
+        ("follow", md.follow),
+        ("timeout", md.timeout),
+        ("targets", md.targets),
+        ("retries", md.retries),
+    ] {
+        if let Some(v) = v {
+            map.insert(k.into(), v);
+        }
+    }
+    Ok((TaskRequest::from_metadata(msg_id, &map)?, label))
 }
 
 impl Controller {
@@ -95,15 +153,7 @@ impl Controller {
             );
             return;
         }
-        let parsed = inb
-            .msg
-            .metadata_map()
-            .map_err(|e| e.to_string())
-            .and_then(|md| {
-                let req = TaskRequest::from_metadata(&msg_id, &md)?;
-                Ok((req, md))
-            });
-        let (req, md) = match parsed {
+        let (req, label) = match parse_task_metadata(&msg_id, &inb.msg.metadata) {
             Ok(p) => p,
             Err(e) => {
                 self.stats.bump("task_bad_metadata");
@@ -117,7 +167,7 @@ impl Controller {
                 return;
             }
         };
-        self.record_request(&inb, "task", None, Some(md));
+        self.record_request(&inb, "task", None, Some(label));
         self.book.pending.insert(msg_id.clone());
         self.book.unassigned.insert(msg_id.clone());
         let mut msg = inb.msg;
@@ -192,17 +242,14 @@ impl Controller {
 
     fn on_pure_task_reply(&mut self, inb: Inbound, out: &mut dyn Outbox) {
         if let Some(msg_id) = inb.msg.parent_id().ok().and_then(|p| p.msg_id) {
-            let engine = inb
-                .msg
-                .metadata_map()
-                .ok()
-                .and_then(|m| m.get("engine").and_then(Value::as_str).map(str::to_string));
+            let md = ReplyMd::parse(&inb.msg.metadata);
+            let engine = md.engine.clone();
             let eid = engine.as_deref().and_then(|u| self.registry.id_of(u));
             if self
                 .book
                 .finish(&msg_id, eid, reply_status(&inb) != "aborted")
             {
-                self.record_result(&msg_id, &inb, engine.as_deref(), None);
+                self.record_result(&msg_id, &inb, engine.as_deref(), Some(&md));
             }
         }
         out.send(Sock::TaskClient, inb.msg.into_frames());
@@ -245,7 +292,7 @@ impl Controller {
                     };
                     let aborted = r.status == "aborted";
                     if self.book.finish(&msg_id, r.engine_id, !aborted) {
-                        self.record_result(&msg_id, &r.inb, Some(&r.engine_uuid), Some(r.metadata));
+                        self.record_result(&msg_id, &r.inb, Some(&r.engine_uuid), Some(&r.md));
                     }
                     let mut msg = r.inb.msg;
                     msg.idents = vec![held.client, frame(&r.engine_uuid)];

@@ -92,8 +92,8 @@ fn record(i: usize) -> impl Strategy<Value = TaskRecord> {
                     stdout,
                     submitted,
                     completed,
-                    header,
-                    metadata,
+                    header: header.map(Into::into),
+                    metadata: metadata.map(Into::into),
                     buffers,
                     ..TaskRecord::default()
                 }

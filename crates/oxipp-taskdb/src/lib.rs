@@ -24,6 +24,6 @@ pub use dates::{parse_date, to_iso};
 pub use memory::{MemoryLimits, MemoryStore, DEFAULT_CULLED_ID_CAPACITY};
 pub use nodb::NoDb;
 pub use query::Query;
-pub use record::{Column, TaskRecord};
+pub use record::{Column, Dict, TaskRecord};
 pub use sqlite::SqliteStore;
 pub use store::{py_repr, DbError, TaskStore};

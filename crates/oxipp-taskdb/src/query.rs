@@ -377,7 +377,8 @@ mod tests {
                 json!({"msg_id": id, "date": submitted, "n": 1})
                     .as_object()
                     .unwrap()
-                    .clone(),
+                    .clone()
+                    .into(),
             ),
             stdout: Some(String::new()),
             ..TaskRecord::default()

@@ -174,14 +174,105 @@ impl std::str::FromStr for Column {
     }
 }
 
+/// A JSON object column taken from a message frame: kept as the bytes that arrived and
+/// parsed only when something reads it (a query, `get_record`). The Hub records every request
+/// and reply but, with the default 1,024-record store, culls almost all of them unread, so
+/// parsing (and later freeing) six JSON trees per task was most of the cost of recording.
+///
+/// Built from a map instead ([`Dict::from`]), it simply holds the map. A raw frame that turns
+/// out not to be a JSON object reads as an empty object.
+#[derive(Default)]
+pub struct Dict {
+    raw: Option<Bytes>,
+    map: std::cell::OnceCell<Map<String, Value>>,
+}
+
+impl Dict {
+    /// A dict backed by a JSON frame, or `None` when the frame plainly is not a JSON object
+    /// (so that a column that could not be decoded stays null, as with an eager parse).
+    pub fn from_raw(raw: Bytes) -> Option<Dict> {
+        let t = raw.trim_ascii();
+        if t.first() != Some(&b'{') || t.last() != Some(&b'}') {
+            return None;
+        }
+        Some(Dict {
+            raw: Some(raw),
+            map: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// The decoded object (parsed on first use).
+    pub fn map(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| match &self.raw {
+            Some(raw) => match serde_json::from_slice::<Value>(raw) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            },
+            None => Map::new(),
+        })
+    }
+
+    pub fn into_map(mut self) -> Map<String, Value> {
+        self.map();
+        self.map.take().unwrap_or_default()
+    }
+
+    /// The frame this dict was taken from, if it was.
+    pub fn raw(&self) -> Option<&Bytes> {
+        self.raw.as_ref()
+    }
+}
+
+impl From<Map<String, Value>> for Dict {
+    fn from(m: Map<String, Value>) -> Self {
+        Dict {
+            raw: None,
+            map: std::cell::OnceCell::from(m),
+        }
+    }
+}
+
+impl Clone for Dict {
+    /// Cheap for a raw-backed dict: the frame is shared and re-parsed if the copy is read.
+    fn clone(&self) -> Self {
+        match &self.raw {
+            Some(raw) => Dict {
+                raw: Some(raw.clone()),
+                map: std::cell::OnceCell::new(),
+            },
+            None => Dict::from(self.map().clone()),
+        }
+    }
+}
+
+impl std::ops::Deref for Dict {
+    type Target = Map<String, Value>;
+    fn deref(&self) -> &Map<String, Value> {
+        self.map()
+    }
+}
+
+impl PartialEq for Dict {
+    fn eq(&self, other: &Dict) -> bool {
+        self.map() == other.map()
+    }
+}
+
+impl std::fmt::Debug for Dict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.map().fmt(f)
+    }
+}
+
 /// One task record. Dates are UTC; JSON dicts are serde_json maps (dates
-/// inside them stay strings, exactly as they arrived on the wire).
+/// inside them stay strings, exactly as they arrived on the wire); the dicts
+/// of the request and reply messages are [`Dict`]s, decoded when read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TaskRecord {
     pub msg_id: String,
-    pub header: Option<Map<String, Value>>,
-    pub metadata: Option<Map<String, Value>>,
-    pub content: Option<Map<String, Value>>,
+    pub header: Option<Dict>,
+    pub metadata: Option<Dict>,
+    pub content: Option<Dict>,
     pub buffers: Vec<Bytes>,
     pub submitted: Option<DateTime<Utc>>,
     pub client_uuid: Option<String>,
@@ -190,9 +281,9 @@ pub struct TaskRecord {
     pub completed: Option<DateTime<Utc>>,
     pub resubmitted: Option<String>,
     pub received: Option<DateTime<Utc>>,
-    pub result_header: Option<Map<String, Value>>,
-    pub result_metadata: Option<Map<String, Value>>,
-    pub result_content: Option<Map<String, Value>>,
+    pub result_header: Option<Dict>,
+    pub result_metadata: Option<Dict>,
+    pub result_content: Option<Dict>,
     pub result_buffers: Vec<Bytes>,
     pub queue: Option<String>,
     pub execute_input: Option<String>,
@@ -226,6 +317,10 @@ fn dict_cell(d: &Option<Map<String, Value>>) -> Cell<'_> {
     d.as_ref().map_or(Cell::Null, Cell::Dict)
 }
 
+fn lazy_cell(d: &Option<Dict>) -> Cell<'_> {
+    d.as_ref().map_or(Cell::Null, |d| Cell::Dict(d.map()))
+}
+
 impl TaskRecord {
     /// A record with every column null (stdout/stderr empty), as the Hub's
     /// `empty_record()` makes when IOPub arrives before the request.
@@ -241,9 +336,9 @@ impl TaskRecord {
     pub(crate) fn cell(&self, col: Column) -> Cell<'_> {
         match col {
             Column::MsgId => Cell::Str(&self.msg_id),
-            Column::Header => dict_cell(&self.header),
-            Column::Metadata => dict_cell(&self.metadata),
-            Column::Content => dict_cell(&self.content),
+            Column::Header => lazy_cell(&self.header),
+            Column::Metadata => lazy_cell(&self.metadata),
+            Column::Content => lazy_cell(&self.content),
             Column::Buffers => Cell::Bufs(&self.buffers),
             Column::Submitted => date_cell(&self.submitted),
             Column::ClientUuid => str_cell(&self.client_uuid),
@@ -252,9 +347,9 @@ impl TaskRecord {
             Column::Completed => date_cell(&self.completed),
             Column::Resubmitted => str_cell(&self.resubmitted),
             Column::Received => date_cell(&self.received),
-            Column::ResultHeader => dict_cell(&self.result_header),
-            Column::ResultMetadata => dict_cell(&self.result_metadata),
-            Column::ResultContent => dict_cell(&self.result_content),
+            Column::ResultHeader => lazy_cell(&self.result_header),
+            Column::ResultMetadata => lazy_cell(&self.result_metadata),
+            Column::ResultContent => lazy_cell(&self.result_content),
             Column::ResultBuffers => Cell::Bufs(&self.result_buffers),
             Column::Queue => str_cell(&self.queue),
             Column::ExecuteInput => str_cell(&self.execute_input),
@@ -410,7 +505,7 @@ mod tests {
         let mut r = TaskRecord::empty("m1");
         r.buffers = vec![Bytes::from_static(b"x")];
         r.submitted = Some("2026-11-24T22:42:56.924289Z".parse().unwrap());
-        r.header = Some(json!({"a": 1}).as_object().unwrap().clone());
+        r.header = Some(json!({"a": 1}).as_object().unwrap().clone().into());
         let all = r.to_json(None);
         assert_eq!(all.len(), 21);
         assert_eq!(all["msg_id"], json!("m1"));
@@ -426,6 +521,27 @@ mod tests {
         );
         assert_eq!(r.get(Column::Buffers), None);
         assert_eq!(r.get(Column::Label), None);
+    }
+
+    #[test]
+    fn raw_dicts_parse_on_read_and_reject_non_objects() {
+        let d = Dict::from_raw(Bytes::from_static(br#" {"a": [1, 2]} "#)).unwrap();
+        assert_eq!(d["a"], json!([1, 2]));
+        assert_eq!(d.clone(), d);
+        assert_eq!(
+            d.clone().into_map(),
+            *json!({"a": [1, 2]}).as_object().unwrap()
+        );
+        assert!(Dict::from_raw(Bytes::from_static(b"[1]")).is_none());
+        assert!(Dict::from_raw(Bytes::from_static(b"")).is_none());
+        // object-shaped but not JSON: reads as empty, like a failed decode
+        assert!(Dict::from_raw(Bytes::from_static(b"{nope}"))
+            .unwrap()
+            .is_empty());
+        let mut r = TaskRecord::empty("m");
+        r.result_content = Dict::from_raw(Bytes::from_static(br#"{"status": "ok"}"#));
+        assert_eq!(r.get(Column::ResultContent), Some(json!({"status": "ok"})));
+        assert!(r.is_truthy(Column::ResultContent));
     }
 
     #[test]

@@ -270,9 +270,9 @@ fn row_to_record(row: &Row<'_>) -> Result<TaskRecord, DbError> {
         let v = row.get_ref(i)?;
         match col {
             Column::MsgId => rec.msg_id = text_of(col, v)?.unwrap_or_default(),
-            Column::Header => rec.header = dict_of(col, v)?,
-            Column::Metadata => rec.metadata = dict_of(col, v)?,
-            Column::Content => rec.content = dict_of(col, v)?,
+            Column::Header => rec.header = dict_of(col, v)?.map(Into::into),
+            Column::Metadata => rec.metadata = dict_of(col, v)?.map(Into::into),
+            Column::Content => rec.content = dict_of(col, v)?.map(Into::into),
             Column::Buffers => rec.buffers = bufs_of(col, v)?,
             Column::Submitted => rec.submitted = date_of(col, v)?,
             Column::ClientUuid => rec.client_uuid = text_of(col, v)?,
@@ -281,9 +281,9 @@ fn row_to_record(row: &Row<'_>) -> Result<TaskRecord, DbError> {
             Column::Completed => rec.completed = date_of(col, v)?,
             Column::Resubmitted => rec.resubmitted = text_of(col, v)?,
             Column::Received => rec.received = date_of(col, v)?,
-            Column::ResultHeader => rec.result_header = dict_of(col, v)?,
-            Column::ResultMetadata => rec.result_metadata = dict_of(col, v)?,
-            Column::ResultContent => rec.result_content = dict_of(col, v)?,
+            Column::ResultHeader => rec.result_header = dict_of(col, v)?.map(Into::into),
+            Column::ResultMetadata => rec.result_metadata = dict_of(col, v)?.map(Into::into),
+            Column::ResultContent => rec.result_content = dict_of(col, v)?.map(Into::into),
             Column::ResultBuffers => rec.result_buffers = bufs_of(col, v)?,
             Column::Queue => rec.queue = text_of(col, v)?,
             Column::ExecuteInput => rec.execute_input = text_of(col, v)?,
@@ -470,6 +470,10 @@ mod tests {
         }
     }
 
+    fn dict(v: Value) -> crate::record::Dict {
+        obj(v).into()
+    }
+
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
     }
@@ -482,14 +486,14 @@ mod tests {
     fn full_record(id: &str) -> TaskRecord {
         TaskRecord {
             msg_id: id.into(),
-            header: Some(obj(
+            header: Some(dict(
                 json!({"msg_id": id, "date": "2027-01-15T08:00:00.123456Z",
                                     "msg_type": "apply_request", "nested": {"x": [1, 2.5, null]}}),
             )),
-            metadata: Some(obj(
+            metadata: Some(dict(
                 json!({"label": "ünïcode ☃", "after": [], "follow": []}),
             )),
-            content: Some(obj(json!({}))),
+            content: Some(dict(json!({}))),
             buffers: vec![
                 Bytes::from_static(b"\x00\x00pickled\x00f\x80\x05"),
                 Bytes::new(),
@@ -502,9 +506,9 @@ mod tests {
             completed: Some(at(2, 1)),
             resubmitted: Some("other-id".into()),
             received: Some(at(3, 999_999)),
-            result_header: Some(obj(json!({"status": "ok"}))),
-            result_metadata: Some(obj(json!({"engine": "engine-uuid"}))),
-            result_content: Some(obj(json!({"status": "ok"}))),
+            result_header: Some(dict(json!({"status": "ok"}))),
+            result_metadata: Some(dict(json!({"engine": "engine-uuid"}))),
+            result_content: Some(dict(json!({"status": "ok"}))),
             result_buffers: vec![Bytes::from_static(b"\x00"), Bytes::from_static(b"r\x00s")],
             queue: Some("task".into()),
             execute_input: Some("a = 1\nprint('\\x00')".into()),

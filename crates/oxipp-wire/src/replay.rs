@@ -4,9 +4,34 @@
 //! keeps the guarantee exact for the most recent messages and memory fixed at `capacity`.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Digests are HMAC outputs, already uniformly distributed: their first 8 bytes are a good
+/// hash, and SipHash over all 32 (done for every message the controller receives) cost more
+/// than the lookup itself. Forging colliding digests needs the key, which already allows
+/// anything.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut head = [0u8; 8];
+        let n = bytes.len().min(8);
+        head[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(head);
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // the array length prefix: the same for every digest
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 pub struct DigestHistory {
-    seen: HashSet<[u8; 32]>,
+    seen: HashSet<[u8; 32], BuildHasherDefault<DigestHasher>>,
     order: VecDeque<[u8; 32]>,
     capacity: usize,
 }
@@ -14,7 +39,7 @@ pub struct DigestHistory {
 impl DigestHistory {
     pub fn new(capacity: usize) -> Self {
         DigestHistory {
-            seen: HashSet::with_capacity(capacity.min(1 << 16)),
+            seen: HashSet::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
             order: VecDeque::with_capacity(capacity.min(1 << 16)),
             capacity: capacity.max(1),
         }

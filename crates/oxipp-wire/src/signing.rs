@@ -99,6 +99,54 @@ impl Signer {
     }
 }
 
+impl Signer {
+    /// Verifies `signature` and returns the message digest in one HMAC pass: a receiver that
+    /// also remembers digests (replay detection) otherwise computes the same HMAC twice.
+    /// The digest is `None` when signing is disabled or the signature is not valid hex of the
+    /// right length (the verdict is then `Valid`, `Unsigned` or `Invalid` as in [`verify`]).
+    ///
+    /// [`verify`]: Signer::verify
+    pub fn check(&self, signature: &[u8], parts: [&[u8]; 4]) -> (Verdict, Option<[u8; 32]>) {
+        let Some(keyed) = &self.keyed else {
+            return (Verdict::Valid, None);
+        };
+        if signature.is_empty() {
+            return (Verdict::Unsigned, None);
+        }
+        let mut raw = [0u8; 32];
+        if signature.len() != 64 || hex::decode_to_slice(signature, &mut raw).is_err() {
+            return (Verdict::Invalid, None);
+        }
+        let mut mac = keyed.clone();
+        for p in parts {
+            mac.update(p);
+        }
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        // constant-time comparison, as `Mac::verify_slice` does
+        let diff = digest
+            .iter()
+            .zip(raw.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if std::hint::black_box(diff) == 0 {
+            (Verdict::Valid, Some(digest))
+        } else {
+            (Verdict::Invalid, None)
+        }
+    }
+
+    /// Lowercase hex signature of the four parts written into `out` (no allocation);
+    /// `false` (and `out` untouched) when signing is disabled.
+    pub fn sign_into(&self, parts: [&[u8]; 4], out: &mut [u8; 64]) -> bool {
+        match self.digest(parts) {
+            Some(d) => {
+                // cannot fail: 64 = 2 * 32
+                hex::encode_to_slice(d, out).is_ok()
+            }
+            None => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +164,21 @@ mod tests {
         assert_eq!(s.verify(b"zz", parts), Verdict::Invalid);
         let tampered: [&[u8]; 4] = [header, b"{}", b"{}", b"{\"x\":1}"];
         assert_eq!(s.verify(expected, tampered), Verdict::Invalid);
+        // the one-pass check agrees with verify and returns the digest
+        let (v, d) = s.check(expected, parts);
+        assert_eq!(v, Verdict::Valid);
+        assert_eq!(d, s.digest(parts));
+        assert_eq!(s.check(b"", parts), (Verdict::Unsigned, None));
+        assert_eq!(s.check(b"zz", parts), (Verdict::Invalid, None));
+        assert_eq!(s.check(expected, tampered), (Verdict::Invalid, None));
+        let upper = String::from_utf8(expected.to_vec()).unwrap().to_uppercase();
+        assert_eq!(
+            s.verify(upper.as_bytes(), parts),
+            s.check(upper.as_bytes(), parts).0
+        );
+        let mut buf = [0u8; 64];
+        assert!(s.sign_into(parts, &mut buf));
+        assert_eq!(&buf[..], &expected[..]);
     }
 
     #[test]
