@@ -104,37 +104,13 @@ pub enum Report {
     Vanished(String),
 }
 
-/// The interpreter for the scheduler: the configured one, else the one engines get (same order
-/// as `oxipp-cluster`'s engine launcher: `$OXIPP_PYTHON`, `$OXIPP_SELF_PYTHON`, this process if
-/// it is Python), else a `python3` next to this executable (a venv's `bin/`), else the active
-/// virtualenv's, else `python3` from `PATH`.
+/// The interpreter for the scheduler: the configured one, else the one engines get
+/// ([`oxipp_wire::interpreter::default_python`]).
 pub fn python(configured: Option<&str>) -> String {
-    if let Some(p) = configured.filter(|p| !p.is_empty()) {
-        return p.to_string();
+    match configured.filter(|p| !p.is_empty()) {
+        Some(p) => p.to_string(),
+        None => oxipp_wire::interpreter::default_python(),
     }
-    for var in ["OXIPP_PYTHON", "OXIPP_SELF_PYTHON"] {
-        if let Some(p) = std::env::var(var).ok().filter(|s| !s.is_empty()) {
-            return p;
-        }
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.starts_with("python") {
-            return exe.display().to_string();
-        }
-        if let Some(sibling) = exe.parent().map(|d| d.join("python3")) {
-            if sibling.exists() {
-                return sibling.display().to_string();
-            }
-        }
-    }
-    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
-        let p = std::path::Path::new(&venv).join("bin").join("python");
-        if p.exists() {
-            return p.display().to_string();
-        }
-    }
-    "python3".into()
 }
 
 /// Fills in our defaults: loopback unless an address is given (`ip` is accepted as stock

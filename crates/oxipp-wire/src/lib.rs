@@ -13,6 +13,7 @@ pub mod connection;
 pub mod dates;
 pub mod errors;
 pub mod frames;
+pub mod interpreter;
 pub mod msg_types;
 pub mod profile;
 pub mod replay;

@@ -20,29 +20,9 @@ pub struct EngineArgs {
     pub args: Vec<String>,
 }
 
-/// The interpreter engines run under: `$OXIPP_PYTHON`; else the interpreter the command line
-/// came in through (`python -m oxipp` or the console script name it in `$OXIPP_SELF_PYTHON`,
-/// unresolved, so a venv stays a venv); else this process when it is Python; else the active
-/// virtualenv's python; else `python3` from `PATH`.
+/// The interpreter engines run under ([`oxipp_wire::interpreter::default_python`]).
 pub fn python() -> String {
-    for var in ["OXIPP_PYTHON", "OXIPP_SELF_PYTHON"] {
-        if let Some(p) = std::env::var(var).ok().filter(|s| !s.is_empty()) {
-            return p;
-        }
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.starts_with("python") {
-            return exe.display().to_string();
-        }
-    }
-    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
-        let p = std::path::Path::new(&venv).join("bin").join("python");
-        if p.exists() {
-            return p.display().to_string();
-        }
-    }
-    "python3".into()
+    oxipp_wire::interpreter::default_python()
 }
 
 impl EngineArgs {
