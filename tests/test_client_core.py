@@ -257,3 +257,32 @@ def test_imap_keeps_order_and_loses_nothing(rc):
         out = list(view.imap(identity, range(1500), max_outstanding=max_outstanding))
         assert out == list(range(1500)), max_outstanding
     assert sorted(view.imap(identity, range(500), ordered=False)) == list(range(500))
+
+
+def test_ctrl_c_while_handling_a_reply_loses_nothing(rc, monkeypatch):
+    """A thread waiting for results handles the incoming events itself; a KeyboardInterrupt
+    in the middle of that (Ctrl-C in a notebook's get()) must leave every result retrievable:
+    the interrupted event and the rest of its batch are handled by whoever pumps next."""
+    ars = [rc[i % 2].apply_async(sleep_then, 0.2, i) for i in range(6)]
+    wait_for(lambda: rc.queue_status()["unassigned"] == 0, 10, "requests at the engines")
+    real = type(rc)._dispatch
+    interrupted = []
+
+    def dispatch(self, event):
+        if (
+            not interrupted
+            and event[1] == "apply_reply"
+            and threading.current_thread() is threading.main_thread()
+        ):
+            interrupted.append(event[2])
+            raise KeyboardInterrupt
+        return real(self, event)
+
+    monkeypatch.setattr(type(rc), "_dispatch", dispatch)
+    with pytest.raises(KeyboardInterrupt):
+        for ar in ars:
+            ar.get(10)
+    assert interrupted, "the main thread handled a reply"
+    monkeypatch.setattr(type(rc), "_dispatch", real)
+    # nothing was lost: every result arrives, including the interrupted one
+    assert [ar.get(10) for ar in ars] == list(range(6))

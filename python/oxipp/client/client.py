@@ -317,6 +317,7 @@ class Client:
         self._lock = threading.RLock()
         self._pump = threading.Lock()
         self._pump_owner = None
+        self._leftover = None
         self._shutdown_initiated = False
         self._task_enabled = True
 
@@ -689,9 +690,11 @@ class Client:
         core = self._core
         while True:
             try:
-                if core.wait_events(False, None) == "closed":
+                # timed: events a Ctrl-C left behind (``_leftover``) are picked up soon
+                state = core.wait_events(False, _PUMP_SLICE)
+                if state == "closed":
                     break
-                if self._pump_batch() is None:
+                if (state == "ready" or self._leftover) and self._pump_batch() is None:
                     break
             except Exception:  # noqa: BLE001 - keep receiving; a dead dispatcher hangs users
                 import traceback
@@ -700,20 +703,31 @@ class Client:
         self._fail_pending(OSError("Client connections have been closed"))
 
     def _pump_batch(self):
-        """Takes and handles the events that are in; the batch (None once closed)."""
+        """Takes and handles the events that are in; the batch (None once closed).
+
+        A waiting user thread may get a KeyboardInterrupt (Ctrl-C) in the middle of a batch:
+        the event it interrupted and the rest of the batch are then kept in ``_leftover`` and
+        handled first by the next thread that pumps (the interrupted one again, so at least
+        once), instead of being lost with the results they carry."""
+        batch = None
         with self._pump:
             self._pump_owner = threading.get_ident()
             try:
-                batch = self._core.take_events()
-                if batch:
-                    for event in batch:
+                batch, self._leftover = self._leftover or self._core.take_events(), None
+                i = 0
+                try:
+                    while batch and i < len(batch):
                         try:
-                            self._dispatch(event)
+                            self._dispatch(batch[i])
                         except Exception:  # noqa: BLE001 - one bad message must not stop us
                             if not self._closed:
                                 import traceback
 
                                 traceback.print_exc()
+                        i += 1
+                except BaseException:
+                    self._leftover = batch[i:]
+                    raise
             finally:
                 self._pump_owner = None
         if batch:
