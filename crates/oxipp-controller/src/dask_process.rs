@@ -293,12 +293,7 @@ fn parse_report(json: &str) -> Report {
     let traceback = v
         .get("traceback")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|a| crate::queries::strings(a))
         .unwrap_or_default();
     let ename = text("ename");
     Report::Failed(StartError {

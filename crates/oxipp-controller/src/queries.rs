@@ -16,6 +16,14 @@ use crate::outbox::Outbox;
 /// this id is dropped by ZeroMQ, since no client has it.
 pub(crate) const RESUBMIT_CLIENT: &[u8] = b"\x00oxipp-hub-resubmit";
 
+/// The strings of a JSON array (other elements skipped), as the Python Hub iterates them.
+pub(crate) fn strings(a: &[Value]) -> Vec<String> {
+    a.iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 fn db_error(e: &DbError) -> Value {
     error_content(e.ename(), &e.to_string())
 }
@@ -194,12 +202,8 @@ impl Controller {
     }
 
     fn get_results(&mut self, content: &Map<String, Value>) -> (Value, Vec<Frame>) {
-        let mut msg_ids: Vec<String> = match content.get("msg_ids").and_then(Value::as_array) {
-            Some(a) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
+        let mut msg_ids = match content.get("msg_ids").and_then(Value::as_array) {
+            Some(a) => strings(a),
             None => return (error_content("KeyError", "'msg_ids'"), vec![]),
         };
         msg_ids.sort();
@@ -257,12 +261,7 @@ impl Controller {
         let keys: Option<Vec<String>> = match content.get("keys") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(vec![s.clone()]),
-            Some(Value::Array(a)) => Some(
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect(),
-            ),
+            Some(Value::Array(a)) => Some(strings(a)),
             Some(other) => {
                 return (
                     error_content(
@@ -331,15 +330,7 @@ impl Controller {
                 Err(e) => db_error(&e),
             };
         }
-        let ids: Vec<String> = msg_ids
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids = msg_ids.as_array().map(|a| strings(a)).unwrap_or_default();
         if let Some(p) = ids.iter().find(|m| self.book.pending.contains(*m)) {
             return error_content("IndexError", &format!("msg pending: {}", py_repr(p)));
         }
@@ -380,15 +371,10 @@ impl Controller {
         now: Instant,
         out: &mut dyn Outbox,
     ) -> Value {
-        let ids: Vec<String> = content
+        let ids = content
             .get("msg_ids")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|a| strings(a))
             .unwrap_or_default();
         let mut records = Vec::new();
         let mut missing = Vec::new();

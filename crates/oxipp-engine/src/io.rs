@@ -353,20 +353,18 @@ impl Wire {
                 return None;
             }
         };
-        let signer = shared.me.session.signer();
-        let verdict = signer.verify(&m.signature, m.signed_parts());
+        let (verdict, digest) = shared
+            .me
+            .session
+            .signer()
+            .check(&m.signature, m.signed_parts());
         if verdict != Verdict::Valid {
             tracing::warn!("dropping message with {verdict:?} signature on {ch:?}");
             return None;
         }
-        if signer.enabled() {
-            let mut digest = [0u8; 32];
-            if hex::decode_to_slice(&m.signature, &mut digest).is_err()
-                || !self.digests.insert(digest)
-            {
-                tracing::warn!("dropping replayed message on {ch:?}");
-                return None;
-            }
+        if digest.is_some_and(|d| !self.digests.insert(d)) {
+            tracing::warn!("dropping replayed message on {ch:?}");
+            return None;
         }
         match m.header_fields() {
             Ok(h) => Some((h.msg_type, h.msg_id, m)),

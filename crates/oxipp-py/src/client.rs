@@ -1,8 +1,7 @@
 //! `oxipp._oxipp.ClientCore`: the Python face of the `oxipp-client` core.
 //!
 //! Python builds message content and pickles user objects; this signs, sends and receives. Waiting
-//! for events (`next_events`) releases the GIL, so the user's threads run while the client's
-//! dispatcher thread sleeps in Rust.
+//! for events (`wait_events`) releases the GIL, so other threads run while one sleeps in Rust.
 
 use std::time::Duration;
 
@@ -112,27 +111,6 @@ impl PyClientCore {
             .map_err(to_py)
     }
 
-    /// Waits up to `timeout` seconds (None = forever) and returns up to `max` events as tuples
-    /// `(source, msg_type, parent_msg_id, idents, header, parent, metadata, content, buffers)`;
-    /// `[]` after a timeout, `None` once closed.
-    #[pyo3(signature = (timeout=None, max=4096))]
-    fn next_events<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<f64>,
-        max: usize,
-    ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let timeout = timeout
-            .filter(|t| t.is_finite())
-            .map(|t| Duration::from_secs_f64(t.max(0.0)));
-        let core = &self.core;
-        let batch = py.detach(|| core.next_events(timeout, max));
-        match batch {
-            None => Ok(None),
-            Some(events) => event_list(py, events).map(Some),
-        }
-    }
-
     /// Waits up to `timeout` seconds (None = forever) without taking events: as a thread
     /// blocked on a result (`foreground=True`, which then takes and handles the events
     /// itself; `seen` = the `generation` it read before checking its result) or as the
@@ -163,8 +141,8 @@ impl PyClientCore {
         }
     }
 
-    /// Up to `max` events without waiting, as `next_events` returns them; None once closed
-    /// and drained.
+    /// Up to `max` events without waiting, as tuples `(source, msg_type, parent_msg_id,
+    /// idents, header, parent, metadata, content, buffers)`; None once closed and drained.
     #[pyo3(signature = (max=4096))]
     fn take_events<'py>(
         &self,
@@ -194,7 +172,7 @@ impl PyClientCore {
         self.core.is_closed()
     }
 
-    /// Stops the IO thread after sending what is queued; `next_events` then returns None.
+    /// Stops the IO thread after sending what is queued; `take_events` then returns None.
     fn close(&self, py: Python<'_>) {
         let core = &self.core;
         py.detach(|| core.close());

@@ -79,33 +79,12 @@ impl Signer {
 
     /// Checks `signature` (hex ASCII) against the four parts in constant time.
     pub fn verify(&self, signature: &[u8], parts: [&[u8]; 4]) -> Verdict {
-        let Some(keyed) = &self.keyed else {
-            return Verdict::Valid;
-        };
-        if signature.is_empty() {
-            return Verdict::Unsigned;
-        }
-        let Ok(raw) = hex::decode(signature) else {
-            return Verdict::Invalid;
-        };
-        let mut mac = keyed.clone();
-        for p in parts {
-            mac.update(p);
-        }
-        match mac.verify_slice(&raw) {
-            Ok(()) => Verdict::Valid,
-            Err(_) => Verdict::Invalid,
-        }
+        self.check(signature, parts).0
     }
-}
 
-impl Signer {
-    /// Verifies `signature` and returns the message digest in one HMAC pass: a receiver that
-    /// also remembers digests (replay detection) otherwise computes the same HMAC twice.
-    /// The digest is `None` when signing is disabled or the signature is not valid hex of the
-    /// right length (the verdict is then `Valid`, `Unsigned` or `Invalid` as in [`verify`]).
-    ///
-    /// [`verify`]: Signer::verify
+    /// [`Signer::verify`] that also returns the message digest (the decoded signature, when
+    /// valid): a receiver that remembers digests for replay detection needs no second HMAC.
+    /// The digest is `None` when signing is disabled or the signature is not valid.
     pub fn check(&self, signature: &[u8], parts: [&[u8]; 4]) -> (Verdict, Option<[u8; 32]>) {
         let Some(keyed) = &self.keyed else {
             return (Verdict::Valid, None);
@@ -114,35 +93,16 @@ impl Signer {
             return (Verdict::Unsigned, None);
         }
         let mut raw = [0u8; 32];
-        if signature.len() != 64 || hex::decode_to_slice(signature, &mut raw).is_err() {
+        if hex::decode_to_slice(signature, &mut raw).is_err() {
             return (Verdict::Invalid, None);
         }
         let mut mac = keyed.clone();
         for p in parts {
             mac.update(p);
         }
-        let digest: [u8; 32] = mac.finalize().into_bytes().into();
-        // constant-time comparison, as `Mac::verify_slice` does
-        let diff = digest
-            .iter()
-            .zip(raw.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if std::hint::black_box(diff) == 0 {
-            (Verdict::Valid, Some(digest))
-        } else {
-            (Verdict::Invalid, None)
-        }
-    }
-
-    /// Lowercase hex signature of the four parts written into `out` (no allocation);
-    /// `false` (and `out` untouched) when signing is disabled.
-    pub fn sign_into(&self, parts: [&[u8]; 4], out: &mut [u8; 64]) -> bool {
-        match self.digest(parts) {
-            Some(d) => {
-                // cannot fail: 64 = 2 * 32
-                hex::encode_to_slice(d, out).is_ok()
-            }
-            None => false,
+        match mac.verify_slice(&raw) {
+            Ok(()) => (Verdict::Valid, Some(raw)),
+            Err(_) => (Verdict::Invalid, None),
         }
     }
 }
@@ -176,9 +136,6 @@ mod tests {
             s.verify(upper.as_bytes(), parts),
             s.check(upper.as_bytes(), parts).0
         );
-        let mut buf = [0u8; 64];
-        assert!(s.sign_into(parts, &mut buf));
-        assert_eq!(&buf[..], &expected[..]);
     }
 
     #[test]
