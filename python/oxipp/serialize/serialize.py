@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import pickle
 from itertools import chain
+from types import FunctionType
 
 from ._wire import dumps as _wire_dumps
 from ._wire import loads as _wire_loads
 from .canning import (
     CannedObject,
+    _original_can_map,
     can,
+    can_map,
     can_sequence,
     istype,
     sequence_types,
     uncan,
     uncan_sequence,
 )
+from .function_cache import FunctionPickleCache
 
 __all__ = [
     "MAX_BYTES",
@@ -42,6 +46,10 @@ PICKLE_PROTOCOL = pickle.DEFAULT_PROTOCOL
 MAX_BYTES = 1024
 #: top-level containers with fewer items than this are canned item by item
 MAX_ITEMS = 64
+
+_function_pickles = FunctionPickleCache()
+#: the serializer under which function pickles may be cached (see function_cache)
+_CACHEABLE_HOW = (pickle, _original_can_map.get(FunctionType))
 
 
 class PrePickled:
@@ -106,6 +114,19 @@ def serialize_object(obj, buffer_threshold=MAX_BYTES, item_threshold=MAX_ITEMS) 
     """
     if isinstance(obj, PrePickled):
         return obj.buffers[:]
+    if type(obj) is FunctionType:
+        # what the pickle depends on besides the function (see function_cache)
+        how = (pickle, can_map.get(FunctionType), buffer_threshold)
+        cached = _function_pickles.get(obj, how)
+        if cached is None:
+            cached = _serialize(obj, buffer_threshold, item_threshold)
+            if how[:2] == _CACHEABLE_HOW:
+                _function_pickles.put(obj, how, cached)
+        return cached
+    return _serialize(obj, buffer_threshold, item_threshold)
+
+
+def _serialize(obj, buffer_threshold, item_threshold) -> list:
     buffers = []
     if istype(obj, sequence_types) and len(obj) < item_threshold:
         cobj = can_sequence(obj)

@@ -1,0 +1,135 @@
+"""A function's pickle is reused only while nothing that went into it changed
+(python/oxipp/serialize/function_cache.py). Each test changes one input and checks that the
+engine side (deserialize_object) sees the change."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from oxipp.serialize import canning, serialize
+from oxipp.serialize.serialize import deserialize_object, serialize_object
+
+
+def roundtrip(f):
+    obj, rest = deserialize_object(serialize_object(f), {})
+    assert rest == []
+    return obj
+
+
+def cached(f) -> bool:
+    how = (serialize.pickle, canning.can_map.get(type(f)), serialize.MAX_BYTES)
+    return serialize._function_pickles.get(f, how) is not None
+
+
+def test_second_pickle_of_a_plain_function_comes_from_the_cache():
+    def f(x, y=2):
+        return x + y
+
+    first = serialize_object(f)
+    assert cached(f)
+    assert serialize_object(f) == first
+    assert roundtrip(f)(1) == 3
+
+
+def test_new_code_is_pickled_again():
+    def f():
+        return 1
+
+    def g():
+        return 2
+
+    assert roundtrip(f)() == 1
+    f.__code__ = g.__code__
+    assert roundtrip(f)() == 2
+
+
+def test_new_defaults_are_pickled_again():
+    def f(x=1):
+        return x
+
+    assert roundtrip(f)() == 1
+    f.__defaults__ = (5,)
+    assert roundtrip(f)() == 5
+
+
+def test_renamed_or_moved_function_is_pickled_again():
+    def f():
+        return 1
+
+    roundtrip(f)
+    f.__name__ = "renamed"
+    assert roundtrip(f).__name__ == "renamed"
+    f.__module__ = "__main__"
+    assert serialize_object(f) != serialize_object(lambda: 1)
+    assert roundtrip(f).__name__ == "renamed"
+
+
+def test_kwdefaults_and_annotations_added_later_are_seen():
+    def f(*, k=1):
+        return k
+
+    assert roundtrip(f)() == 1
+    f.__kwdefaults__["k"] = 7  # mutated in place: never cached
+    assert roundtrip(f)() == 7
+
+    def g(x):
+        return x
+
+    roundtrip(g)
+    assert cached(g)
+    g.__annotations__["x"] = int
+    assert roundtrip(g).__annotations__ == {"x": int}
+
+
+def test_closures_and_mutable_defaults_are_not_cached():
+    box = [1]
+
+    def reads_cell():
+        return box[0]
+
+    def mutable_default(x=box):
+        return x[0]
+
+    for f in (reads_cell, mutable_default):
+        assert roundtrip(f)() == 1
+        assert not cached(f)
+    box[0] = 2
+    assert roundtrip(reads_cell)() == 2
+    assert roundtrip(mutable_default)() == 2
+
+
+def module_level():
+    return 1
+
+
+def test_another_function_canner_is_never_cached():
+    f = module_level  # stdlib pickle (no canner) pickles it by name
+    saved = canning.can_map[type(f)]
+    canning.can_map.pop(type(f))  # what use_cloudpickle()/use_dill() do
+    try:
+        serialize_object(f)
+        serialize_object(f)
+        assert not cached(f)
+    finally:
+        canning.can_map[type(f)] = saved
+
+
+def test_an_entry_does_not_keep_its_function_alive():
+    def f():
+        return 1
+
+    serialize_object(f)
+    n = len(serialize._function_pickles)
+    del f
+    gc.collect()
+    assert len(serialize._function_pickles) == n - 1
+
+
+@pytest.mark.parametrize("threshold", [10, serialize.MAX_BYTES])
+def test_thresholds_are_part_of_the_key(threshold):
+    def f(x=b"y" * 100):
+        return len(x)
+
+    obj, _ = deserialize_object(serialize_object(f, buffer_threshold=threshold), {})
+    assert obj() == 100
