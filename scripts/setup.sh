@@ -7,7 +7,8 @@
 #      with the machine
 #   2. the venv .venv (reused if present) with maturin, ruff, ipyparallel[test]==9.2.0 (the stock
 #      suite and the reference implementation), numpy, pytest-timeout, pytest-xdist,
-#      dask[distributed] (the Dask column of benches/client_bench.py), pinned by
+#      dask[distributed] (the Dask column of benches/client_bench.py), paramiko (paramiko SSH
+#      tunnels), pinned by
 #      scripts/constraints.txt so the stock baseline stays valid
 #   3. the release `oxipp` binary (target/release/oxipp), used by the compat suite and main.sh
 #   4. the `oxipp` Python package with its extension module (maturin develop --release), which
@@ -75,7 +76,7 @@ step "Python packages"
 # pip leaves satisfied requirements alone (no index look-ups for them) so this is quick when warm
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c scripts/constraints.txt \
-    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist mpi4py matplotlib cloudpickle dill joblib \
+    maturin ruff "ipyparallel[test]==9.2.0" numpy pytest-timeout pytest-xdist mpi4py matplotlib cloudpickle dill joblib paramiko \
     "dask[distributed]==2026.8.0"
 
 step "cargo build --release --bin oxipp"

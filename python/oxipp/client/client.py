@@ -188,18 +188,19 @@ class _SessionInfo:
         return f"<Session {self.session}>"
 
 
-def _open_tunnel(cfg, server, sshkey, password, timeout):
+def _open_tunnel(cfg, server, sshkey, password, timeout, paramiko=None):
     """SSH tunnels as stock opens them: without a password first; when that is refused and
-    none was given, ask for one (on a terminal only) and try again."""
+    none was given, ask for one (on a terminal only) and try again. ``paramiko``: the
+    transport, as stock chooses it (see ``tunnel.use_paramiko``)."""
     try:
-        return tunnel.tunneled(cfg, server, sshkey, password or None, timeout)
+        return tunnel.tunneled(cfg, server, sshkey, password or None, timeout, paramiko)
     except tunnel.TunnelError as e:
         if password is not None or "Permission denied" not in str(e) or not sys.stdin.isatty():
             raise
     from getpass import getpass
 
     password = getpass(f"SSH Password for {server}: ")
-    return tunnel.tunneled(cfg, server, sshkey, password, timeout)
+    return tunnel.tunneled(cfg, server, sshkey, password, timeout, paramiko)
 
 
 # longest sleep of a thread that waits for a result in Client._pump_until
@@ -278,11 +279,6 @@ class Client:
                 )
         if url_file is not None and connection_info is None:
             connection_info = url_file
-        if paramiko:
-            raise NotImplementedError(
-                "paramiko tunnels are not supported by oxipp: leave paramiko unset and the "
-                "OpenSSH client ('ssh') tunnels, as stock ipyparallel does on Linux and macOS"
-            )
         if isinstance(connection_info, str) and re.match(r"^\w+://", connection_info):
             raise ValueError(
                 f"single urls ({connection_info!r}) cannot be specified, url-files must be used."
@@ -302,7 +298,7 @@ class Client:
         core_cfg = cfg
         server = tunnel.choose_server(cfg, sshserver, sshkey, password)
         if server is not None:
-            core_cfg, self._tunnel = _open_tunnel(cfg, server, sshkey, password, timeout)
+            core_cfg, self._tunnel = _open_tunnel(cfg, server, sshkey, password, timeout, paramiko)
         self._task_scheme = cfg.get("task_scheme", "leastload")
 
         self.outstanding = set()

@@ -1,12 +1,19 @@
 """SSH tunnels to a controller (``Client(sshserver=..., sshkey=..., password=...)``).
 
 Stock ipyparallel tunnels each socket through ``zmq.ssh.tunnel`` (one ``ssh -L`` per socket,
-kept alive by a remote ``sleep``). Here one OpenSSH process forwards every controller port a
+kept alive by a remote ``sleep``). Here one SSH connection forwards every controller port a
 client uses, from free loopback ports on this machine, for as long as the client is open; the
 client's connection info is rewritten to those local ports before the Rust core connects, so
-the core knows nothing of SSH. A password, when one is needed, reaches ssh through
-``SSH_ASKPASS`` (ssh never sees a terminal), never on a command line. ``OXIPP_SSH_ARGS`` adds
-options to the ssh command (``-F config``, ``-J jumphost``, ``-o …``).
+the core knows nothing of SSH.
+
+Two transports, chosen like stock (``paramiko=None``: OpenSSH, except on Windows or when no
+``ssh`` is on PATH; ``paramiko=True``/``False`` forces one):
+
+* :class:`SshTunnel`, one OpenSSH process. A password, when one is needed, reaches ssh
+  through ``SSH_ASKPASS`` (ssh never sees a terminal), never on a command line.
+  ``OXIPP_SSH_ARGS`` adds options to the ssh command (``-F config``, ``-J jumphost``, ``-o …``).
+* ``ParamikoTunnel`` (paramiko_tunnel.py), one paramiko connection in this process; that
+  module, and paramiko, are imported only when this transport is used.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -153,6 +161,14 @@ class SshTunnel:
             self._askpass_dir = None
 
 
+def use_paramiko(paramiko: bool | None) -> bool:
+    """Stock's choice of transport: paramiko when asked for; with ``None``, on Windows and
+    wherever there is no OpenSSH client, else OpenSSH."""
+    if paramiko is None:
+        return sys.platform == "win32" or shutil.which("ssh") is None
+    return bool(paramiko)
+
+
 def remote_address(cfg: dict) -> str:
     """The controller's address as the SSH server sees it (stock: the interface, or the
     ``location`` when the controller listens on every interface)."""
@@ -196,8 +212,9 @@ def choose_server(cfg: dict, sshserver, sshkey, password):
     return server
 
 
-def tunneled(cfg: dict, server: str, sshkey=None, password=None, timeout=10.0):
-    """Opens the tunnel; returns ``(cfg for the local ends, SshTunnel)``."""
+def tunneled(cfg: dict, server: str, sshkey=None, password=None, timeout=10.0, paramiko=None):
+    """Opens the tunnel (OpenSSH or paramiko, see :func:`use_paramiko`); returns
+    ``(cfg for the local ends, SshTunnel or ParamikoTunnel)``."""
     remote_ip = remote_address(cfg)
     local = {}
     forwards = []
@@ -207,7 +224,11 @@ def tunneled(cfg: dict, server: str, sshkey=None, password=None, timeout=10.0):
             continue
         local[rport] = _free_port()
         forwards.append((local[rport], remote_ip, int(rport)))
-    tunnel = SshTunnel(server, forwards, keyfile=sshkey, password=password, timeout=timeout)
+    if use_paramiko(paramiko):
+        from .paramiko_tunnel import ParamikoTunnel as cls  # imports paramiko: only when used
+    else:
+        cls = SshTunnel
+    tunnel = cls(server, forwards, keyfile=sshkey, password=password, timeout=timeout)
     new = dict(cfg)
     new["interface"] = "tcp://127.0.0.1"
     new.pop("location", None)
