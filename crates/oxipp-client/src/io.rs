@@ -1,18 +1,28 @@
-//! The IO thread: every client socket lives here.
+//! The IO thread: receives everything the client's sockets get.
 //!
-//! Each wake-up drains all readable sockets, verifies and classifies what arrived, and hands
-//! the batch to the [`EventQueue`] in one lock, so a burst of replies costs Python one wake-up.
+//! Sockets live behind one mutex ([`Wire`]). A caller that sends takes it and sends itself, so
+//! a request goes out without waking this thread (one thread hand-off less per request). This
+//! thread sleeps on the sockets' `ZMQ_FD`s and its [`Bell`]; each wake-up drains every socket,
+//! then verifies and classifies what arrived outside the lock, and hands the batch to the
+//! [`EventQueue`] in one lock, so a burst of replies costs Python one wake-up.
+//!
+//! The `ZMQ_FD` rule: a socket's descriptor signals new input only after the socket was read
+//! empty, and any operation on the socket (a send included) may consume that signal. So this
+//! thread arms its bell *before* draining, and a sender that finds input waiting after its
+//! send rings the bell ([`Wire::send`]): no input is left unread while this thread sleeps.
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, Mutex};
 
+use oxipp_wire::bell::Bell;
 use oxipp_wire::signing::{Signer, Verdict};
 use oxipp_wire::sockets::{recv_frames, send_owned_frames, Socket};
-use oxipp_wire::Message;
+use oxipp_wire::{Frame, Message};
 use serde_json::Value;
 
 use crate::events::{Event, EventQueue, Source};
-use crate::{Channel, Cmd};
+use crate::Channel;
 
 pub struct Sockets {
     pub query: Socket,
@@ -22,8 +32,6 @@ pub struct Sockets {
     pub broadcast: Socket,
     pub iopub: Socket,
     pub notification: Socket,
-    /// PULL end of the wake-up pipe.
-    pub wake: Socket,
 }
 
 /// The order of sockets in the poll set.
@@ -37,11 +45,86 @@ const SOURCES: [Source; 7] = [
     Source::Notification,
 ];
 
-/// Poll timeout: only bounds how late a `close()` is noticed if its wake byte were lost.
+/// Poll timeout: only bounds how late a `close()` is noticed if its ring were lost.
 const POLL_MS: i64 = 200;
 
+/// Most messages read from one socket per wake-up, so one flooding socket cannot starve the
+/// others.
+const DRAIN_BATCH: usize = 4096;
+
+impl Sockets {
+    fn socket(&self, src: Source) -> &Socket {
+        match src {
+            Source::Query => &self.query,
+            Source::Mux => &self.mux,
+            Source::Task => &self.task,
+            Source::Control => &self.control,
+            Source::Broadcast => &self.broadcast,
+            Source::IOPub => &self.iopub,
+            Source::Notification => &self.notification,
+        }
+    }
+
+    fn channel(&self, c: Channel) -> &Socket {
+        match c {
+            Channel::Query => &self.query,
+            Channel::Mux => &self.mux,
+            Channel::Task => &self.task,
+            Channel::Control => &self.control,
+            Channel::Broadcast => &self.broadcast,
+        }
+    }
+}
+
+/// The sockets, shared by senders and the IO thread, and the IO thread's bell.
+pub struct Wire {
+    sockets: Mutex<Sockets>,
+    /// The `ZMQ_FD`s in [`SOURCES`] order (read once: they never change).
+    fds: [RawFd; 7],
+    bell: Bell,
+}
+
+impl Wire {
+    pub fn new(sockets: Sockets) -> std::io::Result<Wire> {
+        let mut fds = [-1; 7];
+        for (fd, src) in fds.iter_mut().zip(SOURCES) {
+            *fd = sockets
+                .socket(src)
+                .get_fd()
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(Wire {
+            sockets: Mutex::new(sockets),
+            fds,
+            bell: Bell::new()?,
+        })
+    }
+
+    /// Sends one message on `ch` from the calling thread; rings the IO thread if the send
+    /// left input waiting on that socket (see the module doc).
+    pub fn send(&self, ch: Channel, frames: Vec<Frame>) -> zmq::Result<()> {
+        let s = self.sockets.lock().map_err(|_| zmq::Error::ETERM)?;
+        let sock = s.channel(ch);
+        let sent = send_owned_frames(sock, frames);
+        let input = sock
+            .get_events()
+            .map(|e| e.contains(zmq::POLLIN))
+            .unwrap_or(true);
+        drop(s);
+        if input {
+            self.bell.ring();
+        }
+        sent
+    }
+
+    /// Wakes the IO thread (to notice `close()`).
+    pub fn ring(&self) {
+        self.bell.ring();
+    }
+}
+
 pub struct Io {
-    s: Sockets,
+    wire: Arc<Wire>,
     signer: Signer,
     session: String,
     events: Arc<EventQueue>,
@@ -52,14 +135,14 @@ pub struct Io {
 
 impl Io {
     pub fn new(
-        s: Sockets,
+        wire: Arc<Wire>,
         signer: Signer,
         session: String,
         events: Arc<EventQueue>,
         stop: Arc<AtomicBool>,
     ) -> Io {
         Io {
-            s,
+            wire,
             signer,
             session,
             events,
@@ -68,102 +151,66 @@ impl Io {
         }
     }
 
-    fn socket(&self, src: Source) -> &Socket {
-        match src {
-            Source::Query => &self.s.query,
-            Source::Mux => &self.s.mux,
-            Source::Task => &self.s.task,
-            Source::Control => &self.s.control,
-            Source::Broadcast => &self.s.broadcast,
-            Source::IOPub => &self.s.iopub,
-            Source::Notification => &self.s.notification,
-        }
-    }
-
-    fn channel(&self, c: Channel) -> &Socket {
-        match c {
-            Channel::Query => &self.s.query,
-            Channel::Mux => &self.s.mux,
-            Channel::Task => &self.s.task,
-            Channel::Control => &self.s.control,
-            Channel::Broadcast => &self.s.broadcast,
-        }
-    }
-
-    pub fn run(mut self, cmds: mpsc::Receiver<Cmd>) {
+    pub fn run(mut self) {
+        let mut raw: Vec<(Source, Vec<Frame>)> = Vec::new();
         loop {
-            let ready = self.poll();
-            if ready[7] {
-                while recv_frames(&self.s.wake, true).is_ok() {}
-            }
-            while let Ok(c) = cmds.try_recv() {
-                self.command(c);
-            }
+            // armed before draining: a send after this point that finds input rings
+            self.wire.bell.arm();
+            let drained = self.drain(&mut raw);
             if self.stop.load(Ordering::SeqCst) {
-                // send whatever is still queued (a shutdown or abort the user just asked for)
-                while let Ok(c) = cmds.try_recv() {
-                    self.command(c);
-                }
+                self.wire.bell.disarm(false);
                 return;
             }
-            let mut batch = Vec::new();
-            for (i, src) in SOURCES.iter().enumerate() {
-                if ready[i] {
-                    self.drain(*src, &mut batch);
-                }
+            let batch: Vec<Event> = raw
+                .drain(..)
+                .filter_map(|(src, frames)| self.classify(src, frames))
+                .collect();
+            if !batch.is_empty() {
+                self.events.push_all(batch);
             }
-            self.events.push_all(batch);
+            let timeout = if drained { POLL_MS } else { 0 };
+            self.sleep(timeout);
         }
     }
 
-    fn poll(&self) -> [bool; 8] {
-        let mut items = [
-            self.s.query.as_poll_item(zmq::POLLIN),
-            self.s.mux.as_poll_item(zmq::POLLIN),
-            self.s.task.as_poll_item(zmq::POLLIN),
-            self.s.control.as_poll_item(zmq::POLLIN),
-            self.s.broadcast.as_poll_item(zmq::POLLIN),
-            self.s.iopub.as_poll_item(zmq::POLLIN),
-            self.s.notification.as_poll_item(zmq::POLLIN),
-            self.s.wake.as_poll_item(zmq::POLLIN),
-        ];
-        let mut ready = [false; 8];
-        match zmq::poll(&mut items, POLL_MS) {
-            Ok(_) => {
-                for (r, item) in ready.iter_mut().zip(&items) {
-                    *r = item.is_readable();
+    /// Reads every socket (up to [`DRAIN_BATCH`] each) under the lock; true when all were
+    /// read empty.
+    fn drain(&self, raw: &mut Vec<(Source, Vec<Frame>)>) -> bool {
+        let Ok(s) = self.wire.sockets.lock() else {
+            return true;
+        };
+        let mut all_empty = true;
+        for src in SOURCES {
+            let sock = s.socket(src);
+            let mut n = 0;
+            loop {
+                if n == DRAIN_BATCH {
+                    all_empty = false;
+                    break;
                 }
+                match recv_frames(sock, true) {
+                    Ok(frames) => raw.push((src, frames)),
+                    Err(_) => break,
+                }
+                n += 1;
             }
-            Err(e) => {
+        }
+        all_empty
+    }
+
+    /// Sleeps until a socket descriptor or the bell is readable, or `timeout_ms`.
+    fn sleep(&self, timeout_ms: i64) {
+        let mut items: Vec<zmq::PollItem> = std::iter::once(self.wire.bell.fd())
+            .chain(self.wire.fds)
+            .map(|fd| zmq::PollItem::from_fd(fd, zmq::POLLIN))
+            .collect();
+        if let Err(e) = zmq::poll(&mut items, timeout_ms) {
+            if e != zmq::Error::EINTR {
                 tracing::warn!("client IO poll failed: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        ready
-    }
-
-    fn command(&mut self, c: Cmd) {
-        match c {
-            Cmd::Send(ch, frames) => {
-                if let Err(e) = send_owned_frames(self.channel(ch), frames) {
-                    tracing::warn!("client send on {ch:?} failed: {e}");
-                }
-            }
-        }
-    }
-
-    /// Receives everything waiting on `src` (bounded, so one flooding socket cannot starve the
-    /// others or the command queue).
-    fn drain(&mut self, src: Source, batch: &mut Vec<Event>) {
-        for _ in 0..4096 {
-            let frames = match recv_frames(self.socket(src), true) {
-                Ok(f) => f,
-                Err(_) => return,
-            };
-            if let Some(ev) = self.classify(src, frames) {
-                batch.push(ev);
-            }
-        }
+        self.wire.bell.disarm(items[0].is_readable());
     }
 
     fn reject(&mut self, src: Source, why: &dyn std::fmt::Display) {

@@ -1,9 +1,9 @@
 //! The client core of oxipp: what `oxipp.Client` stands on.
 //!
 //! A [`Core`] owns one DEALER per controller channel (query, mux, task, control, broadcast)
-//! and SUBs for IOPub and notifications. All of them live on one IO thread ([`io`]), because
-//! ZeroMQ sockets are single-threaded: callers hand it signed messages through a channel, and
-//! it hands back every verified incoming message as an [`Event`] in arrival order. The Python
+//! and SUBs for IOPub and notifications, behind one mutex because ZeroMQ sockets are
+//! single-threaded: callers sign and send their messages themselves, and an IO thread ([`io`])
+//! hands back every verified incoming message as an [`Event`] in arrival order. The Python
 //! layer waits for events with the GIL released and resolves its futures from them.
 //!
 //! What is decided here rather than in Python, because it is per-message work: signing,
@@ -18,7 +18,7 @@ pub use endpoints::Endpoints;
 pub use events::{Event, EventQueue, Source, Wake, LINGER};
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use bytes::Bytes;
 use oxipp_wire::frames::DELIMITER;
 use oxipp_wire::signing::Signer;
 use oxipp_wire::sockets::{new_socket, Context, Socket, SocketSpec, SocketType};
-use oxipp_wire::{Frame, Session};
+use oxipp_wire::Session;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -61,17 +61,11 @@ impl Channel {
     }
 }
 
-/// Work for the IO thread.
-pub(crate) enum Cmd {
-    Send(Channel, Vec<Frame>),
-}
-
 /// One connected client.
 pub struct Core {
     pub session: Session,
     pub endpoints: Endpoints,
-    cmds: Mutex<mpsc::Sender<Cmd>>,
-    wake: Mutex<Socket>,
+    wire: Arc<io::Wire>,
     events: Arc<EventQueue>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -103,12 +97,6 @@ impl Core {
             s.connect(url)?;
             Ok(s)
         };
-        let wake_addr = format!("inproc://oxipp-client-wake-{}", session.id);
-        let wake_rx = ctx.socket(SocketType::PULL)?;
-        wake_rx.bind(&wake_addr)?;
-        let wake = ctx.socket(SocketType::PUSH)?;
-        wake.set_linger(0)?;
-        wake.connect(&wake_addr)?;
         let sockets = io::Sockets {
             query: dealer(&endpoints.registration)?,
             mux: dealer(&endpoints.mux)?,
@@ -117,14 +105,16 @@ impl Core {
             broadcast: dealer(&endpoints.broadcast)?,
             iopub: sub(&endpoints.iopub)?,
             notification: sub(&endpoints.notification)?,
-            wake: wake_rx,
         };
+        let wire = Arc::new(
+            io::Wire::new(sockets)
+                .map_err(|e| ClientError::Config(format!("cannot set up the sockets: {e}")))?,
+        );
         let events = Arc::new(EventQueue::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
         let thread = {
             let io = io::Io::new(
-                sockets,
+                wire.clone(),
                 signer,
                 session.id.clone(),
                 events.clone(),
@@ -134,15 +124,14 @@ impl Core {
                 .name("oxipp-client-io".into())
                 .spawn(move || {
                     let _ctx = ctx; // the context outlives every socket on this thread
-                    io.run(rx)
+                    io.run()
                 })
                 .map_err(|e| ClientError::Config(format!("cannot start the IO thread: {e}")))?
         };
         Ok(Core {
             session,
             endpoints,
-            cmds: Mutex::new(tx),
-            wake: Mutex::new(wake),
+            wire,
             events,
             stop,
             thread: Mutex::new(Some(thread)),
@@ -155,7 +144,7 @@ impl Core {
         self.session.new_header(msg_type)
     }
 
-    /// Signs and queues one message. `ident` (an engine uuid) addresses an engine through the
+    /// Signs and sends one message from the calling thread. `ident` (an engine uuid) addresses an engine through the
     /// mux or control relay.
     #[allow(clippy::too_many_arguments)]
     pub fn send(
@@ -187,19 +176,7 @@ impl Core {
         frames.push(Bytes::from(metadata));
         frames.push(Bytes::from(content));
         frames.extend(buffers);
-        self.submit(Cmd::Send(channel, frames))
-    }
-
-    fn submit(&self, cmd: Cmd) -> Result<(), ClientError> {
-        self.cmds
-            .lock()
-            .map_err(|_| ClientError::Closed)?
-            .send(cmd)
-            .map_err(|_| ClientError::Closed)?;
-        let w = self.wake.lock().map_err(|_| ClientError::Closed)?;
-        // A full wake pipe already means the IO thread will look at the command queue.
-        let _ = w.send(&b""[..], zmq::DONTWAIT);
-        Ok(())
+        Ok(self.wire.send(channel, frames)?)
     }
 
     /// Waits up to `timeout` for events and takes up to `max` of them. Empty after a timeout;
@@ -238,14 +215,13 @@ impl Core {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Stops the IO thread (messages not yet sent are sent first) and wakes every waiter.
+    /// Stops the IO thread and wakes every waiter. (Sent messages are in ZeroMQ's queues; the
+    /// sockets close, with linger 0, when the `Core` is dropped.)
     pub fn close(&self) {
         if self.stop.swap(true, Ordering::SeqCst) {
             return;
         }
-        if let Ok(w) = self.wake.lock() {
-            let _ = w.send(&b""[..], zmq::DONTWAIT);
-        }
+        self.wire.ring();
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }

@@ -82,11 +82,12 @@ impl PyClientCore {
         (id, PyBytes::new(py, &h))
     }
 
-    /// Signs and queues a message on `channel` (query, mux, task, control, broadcast).
+    /// Signs and sends a message on `channel` (query, mux, task, control, broadcast).
     #[pyo3(signature = (channel, header, content, metadata=None, buffers=None, ident=None, parent=None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
+        py: Python<'_>,
         channel: &str,
         header: &[u8],
         content: &[u8],
@@ -98,17 +99,23 @@ impl PyClientCore {
         let ch = Channel::parse(channel)
             .ok_or_else(|| PyValueError::new_err(format!("unknown channel {channel:?}")))?;
         let buffers = frames(buffers)?;
-        self.core
-            .send(
+        let (header, content) = (header.to_vec(), content.to_vec());
+        let metadata = metadata.unwrap_or(b"{}").to_vec();
+        let (parent, ident) = (parent.map(<[u8]>::to_vec), ident.map(<[u8]>::to_vec));
+        // without the GIL: signing large messages, and waiting for the sockets while the IO
+        // thread drains them, must not stop the client's other Python threads
+        py.detach(|| {
+            self.core.send(
                 ch,
-                ident,
-                header.to_vec(),
-                parent.map(<[u8]>::to_vec),
-                metadata.unwrap_or(b"{}").to_vec(),
-                content.to_vec(),
+                ident.as_deref(),
+                header,
+                parent,
+                metadata,
+                content,
                 buffers,
             )
-            .map_err(to_py)
+        })
+        .map_err(to_py)
     }
 
     /// Waits up to `timeout` seconds (None = forever) without taking events: as a thread

@@ -5,10 +5,12 @@
 //! buffers. This crate owns everything about that format that does not need a socket loop:
 //! framing ([`frames`]), signing ([`signing`]), replay detection ([`replay`]), message
 //! construction ([`session`]), dates ([`dates`]), error contents ([`errors`]), connection files
-//! ([`connection`]), profile directories ([`profile`]), the protocol constants ([`msg_types`])
-//! and the one place that creates ZeroMQ sockets ([`sockets`]).
+//! ([`connection`]), profile directories ([`profile`]), the protocol constants ([`msg_types`]),
+//! the one place that creates ZeroMQ sockets ([`sockets`]) and the wake-up of a thread that
+//! sleeps on their descriptors ([`bell`]).
 
 pub mod alloc;
+pub mod bell;
 pub mod connection;
 pub mod dates;
 pub mod errors;
