@@ -1,0 +1,204 @@
+//! Bad input closes the offending connection, is counted, and never disturbs other peers.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::*;
+use oxipp_zmtp::frame;
+use oxipp_zmtp::{Event, Options, ProtocolError, Socket, SocketType};
+
+/// A ROUTER with a healthy libzmq DEALER attached; `bad` then misbehaves; the DEALER must
+/// still be served afterwards.
+fn survives(
+    max: Option<u64>,
+    bad: impl FnOnce(u16) -> TcpStream,
+    expect: fn(&ProtocolError) -> bool,
+) {
+    let mut r = Socket::new(
+        SocketType::Router,
+        Options {
+            max_msg_size: max,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let port = r.bind("tcp://127.0.0.1:0").unwrap();
+    let ctx = zmq::Context::new();
+    let good = zmq_sock(&ctx, zmq::DEALER, b"good");
+    good.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    assert_eq!(connected(&mut r), b(b"good"));
+
+    let _st = bad(port);
+    let err = loop {
+        match event(&mut r) {
+            Event::Rejected { error, .. } => break error,
+            Event::Connected { .. } | Event::Disconnected { .. } => {}
+        }
+    };
+    assert!(expect(&err), "unexpected rejection reason {err:?}");
+    assert_eq!(r.stats().protocol_errors, 1);
+
+    zsend(&good, &[b"still", b"here"]);
+    assert_eq!(
+        as_vecs(&recv(&mut r)),
+        vec![b"good".to_vec(), b"still".to_vec(), b"here".to_vec()]
+    );
+    r.send(vec![b(b"good"), b(b"yes")]).unwrap();
+    r.flush();
+    assert_eq!(zrecv(&good), vec![b"yes".to_vec()]);
+}
+
+fn raw(port: u16, bytes: &[u8]) -> TcpStream {
+    let mut st = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    st.write_all(bytes).unwrap();
+    st
+}
+
+fn handshake(socket_type: &[u8]) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&frame::greeting());
+    frame::put_ready(&mut out, &[("Socket-Type", socket_type), ("Identity", b"")]);
+    out
+}
+
+#[test]
+fn garbage_instead_of_a_greeting() {
+    survives(
+        None,
+        |port| raw(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        |e| matches!(e, ProtocolError::BadGreeting(_)),
+    );
+}
+
+#[test]
+fn another_security_mechanism() {
+    survives(
+        None,
+        |port| {
+            let mut g = frame::greeting();
+            g[12..17].copy_from_slice(b"PLAIN");
+            raw(port, &g)
+        },
+        |e| *e == ProtocolError::BadMechanism,
+    );
+}
+
+#[test]
+fn oversize_frame_declared() {
+    survives(
+        Some(1 << 20),
+        |port| {
+            let mut out = handshake(b"DEALER");
+            out.extend_from_slice(&[frame::FLAG_LONG]);
+            out.extend_from_slice(&(1u64 << 40).to_be_bytes());
+            out.extend_from_slice(&[0u8; 100]);
+            raw(port, &out)
+        },
+        |e| matches!(e, ProtocolError::FrameTooLarge(n) if *n == 1 << 40),
+    );
+}
+
+#[test]
+fn incompatible_socket_type() {
+    survives(
+        None,
+        |port| raw(port, &handshake(b"PUB")),
+        |e| matches!(e, ProtocolError::IncompatibleSocketType(t) if t == "PUB"),
+    );
+}
+
+#[test]
+fn message_before_ready() {
+    survives(
+        None,
+        |port| {
+            let mut out = BytesMut::from(&frame::greeting()[..]);
+            frame::put_header(&mut out, 0, 3);
+            out.extend_from_slice(b"abc");
+            raw(port, &out)
+        },
+        |e| *e == ProtocolError::ExpectedReady,
+    );
+}
+
+#[test]
+fn malformed_ready_properties() {
+    survives(
+        None,
+        |port| {
+            let mut out = BytesMut::from(&frame::greeting()[..]);
+            let mut body = vec![11u8];
+            body.extend_from_slice(b"Socket-Type");
+            body.extend_from_slice(&1000u32.to_be_bytes()); // longer than what follows
+            body.extend_from_slice(b"DEALER");
+            frame::put_command(&mut out, b"READY", &body);
+            raw(port, &out)
+        },
+        |e| matches!(e, ProtocolError::BadCommand(_)),
+    );
+}
+
+#[test]
+fn random_garbage_streams_never_break_the_socket() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut r = Socket::new(SocketType::Router, Options::default()).unwrap();
+    let port = r.bind("tcp://127.0.0.1:0").unwrap();
+    let mut streams = Vec::new();
+    for i in 0..50 {
+        // Half start with a valid handshake, then garbage.
+        let mut bytes = if i % 2 == 0 {
+            handshake(b"DEALER").to_vec()
+        } else {
+            Vec::new()
+        };
+        let n = rng.gen_range(1..2000);
+        bytes.extend((0..n).map(|_| rng.gen::<u8>()));
+        streams.push(raw(port, &bytes));
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < end {
+        r.handle_io();
+        while r.recv().is_some() {}
+        while r.event().is_some() {}
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(streams);
+    let ctx = zmq::Context::new();
+    let good = zmq_sock(&ctx, zmq::DEALER, b"good");
+    good.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    zsend(&good, &[b"ok"]);
+    let m = loop {
+        let m = recv(&mut r);
+        if m[0] == b(b"good") {
+            break m;
+        }
+    };
+    assert_eq!(as_vecs(&m), vec![b"good".to_vec(), b"ok".to_vec()]);
+    assert!(r.stats().protocol_errors >= 25, "{:?}", r.stats());
+}
+
+#[test]
+fn silent_peer_times_out_in_the_handshake() {
+    let mut r = Socket::new(
+        SocketType::Router,
+        Options {
+            handshake_timeout: Duration::from_millis(200),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let port = r.bind("tcp://127.0.0.1:0").unwrap();
+    let t0 = std::time::Instant::now();
+    let _silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    match event(&mut r) {
+        Event::Rejected { error, .. } => assert_eq!(error, ProtocolError::HandshakeTimeout),
+        e => panic!("expected Rejected, got {e:?}"),
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert_eq!(r.stats().protocol_errors, 1);
+}
