@@ -1,4 +1,4 @@
-//! What the IO thread hands to the Python layer, and the queue it waits on.
+//! What the receiving thread hands to the Python layer, and the queue it waits on.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
@@ -70,6 +70,8 @@ pub struct EventQueue {
     fg: Condvar,
     /// The background waiter.
     bg: Condvar,
+    /// The IO thread, while foreground waiters receive for themselves.
+    io: Condvar,
 }
 
 #[derive(Default)]
@@ -82,6 +84,10 @@ struct State {
     last_fg_exit: Option<Instant>,
     /// The background waiter sleeps without a deadline and must be notified of work.
     bg_parked: bool,
+    /// The IO thread sleeps without a deadline until the last foreground waiter leaves.
+    io_parked: bool,
+    /// The IO thread is to stop ([`EventQueue::stop_io`]).
+    io_stop: bool,
 }
 
 /// Why a wait ended.
@@ -168,41 +174,136 @@ impl EventQueue {
 
     /// Waits as a foreground waiter until events are there, a kick since `seen` (the
     /// [`EventQueue::generation`] read before the caller checked its condition; None = now),
-    /// the timeout or close.
+    /// the timeout or close. (Without receiving: the client core's waiters also receive, see
+    /// `Core::wait_foreground`; this is that loop without the receiving, for tests.)
+    #[cfg(test)]
     pub fn wait_foreground(&self, timeout: Option<Duration>, seen: Option<u64>) -> Wake {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut s = relock(self.inner.lock());
-        let generation = seen.unwrap_or(s.generation);
-        s.fg_waiters += 1;
+        let seen = self.enter_foreground(seen);
         let wake = loop {
-            if !s.events.is_empty() || s.generation != generation {
-                break Wake::Ready;
+            if let Some(w) = self.foreground_check(seen) {
+                break w;
             }
-            if s.closed {
-                break Wake::Closed;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break Wake::TimedOut;
             }
-            match deadline {
-                None => s = relock(self.fg.wait(s)),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break Wake::TimedOut;
-                    }
-                    s = relock(self.fg.wait_timeout(s, d - now)).0;
+            self.foreground_sleep(seen, deadline, || false);
+        };
+        self.leave_foreground();
+        wake
+    }
+
+    /// Counts the caller as a foreground waiter until [`EventQueue::leave_foreground`];
+    /// returns the generation it waits past (`seen`, or the current one).
+    pub fn enter_foreground(&self, seen: Option<u64>) -> u64 {
+        let mut s = relock(self.inner.lock());
+        s.fg_waiters += 1;
+        seen.unwrap_or(s.generation)
+    }
+
+    /// Why a foreground waiter that entered at generation `seen` should stop waiting, if it
+    /// should.
+    pub fn foreground_check(&self, seen: u64) -> Option<Wake> {
+        let s = relock(self.inner.lock());
+        Self::fg_ready(&s, seen)
+    }
+
+    fn fg_ready(s: &State, seen: u64) -> Option<Wake> {
+        if !s.events.is_empty() || s.generation != seen {
+            Some(Wake::Ready)
+        } else if s.closed {
+            Some(Wake::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// Sleeps until notified (events, a kick, close, [`EventQueue::nudge`]) or `deadline`,
+    /// unless the foreground check already passes or `retry()`, asked under the queue's lock
+    /// (so a nudge after it is not missed), says the caller has something else to try.
+    pub fn foreground_sleep(
+        &self,
+        seen: u64,
+        deadline: Option<Instant>,
+        retry: impl FnOnce() -> bool,
+    ) {
+        let s = relock(self.inner.lock());
+        if Self::fg_ready(&s, seen).is_some() || retry() {
+            return;
+        }
+        match deadline {
+            None => drop(relock(self.fg.wait(s))),
+            Some(d) => {
+                let now = Instant::now();
+                if now < d {
+                    drop(relock(self.fg.wait_timeout(s, d - now)));
                 }
             }
-        };
-        s.fg_waiters -= 1;
-        if s.fg_waiters == 0 {
-            s.last_fg_exit = Some(Instant::now());
-            // a background waiter asleep without a deadline must learn of the linger's end
-            // if events are left
-            if s.bg_parked && !s.events.is_empty() {
-                drop(s);
-                self.bg.notify_one();
-            }
         }
-        wake
+    }
+
+    /// Ends [`EventQueue::enter_foreground`].
+    pub fn leave_foreground(&self) {
+        let mut s = relock(self.inner.lock());
+        s.fg_waiters -= 1;
+        if s.fg_waiters > 0 {
+            return;
+        }
+        s.last_fg_exit = Some(Instant::now());
+        // sleepers without a deadline must learn of the linger's start: the IO thread (to
+        // receive again once it is over) and the background waiter if events are left
+        let wake_bg = s.bg_parked && !s.events.is_empty();
+        let wake_io = s.io_parked;
+        drop(s);
+        if wake_bg {
+            self.bg.notify_one();
+        }
+        if wake_io {
+            self.io.notify_one();
+        }
+    }
+
+    /// Wakes the foreground waiters to re-check (the receiving turn became free).
+    pub fn nudge(&self) {
+        let s = relock(self.inner.lock());
+        if s.fg_waiters > 0 {
+            drop(s);
+            self.fg.notify_all();
+        }
+    }
+
+    /// True while foreground waiters receive for themselves: some are waiting, or the last
+    /// one left less than [`LINGER`] ago (it is likely back at once).
+    pub fn foreground_active(&self) -> bool {
+        let s = relock(self.inner.lock());
+        s.fg_waiters > 0 || s.lingering(Instant::now()).is_some()
+    }
+
+    /// The IO thread's wait for its turn to receive: returns true when no foreground waiter
+    /// is active, false when the IO thread is to stop.
+    pub fn wait_io_turn(&self) -> bool {
+        let mut s = relock(self.inner.lock());
+        loop {
+            if s.io_stop {
+                return false;
+            }
+            if s.fg_waiters == 0 {
+                match s.lingering(Instant::now()) {
+                    None => return true,
+                    Some(p) => s = relock(self.io.wait_timeout(s, p)).0,
+                }
+                continue;
+            }
+            s.io_parked = true;
+            s = relock(self.io.wait(s));
+            s.io_parked = false;
+        }
+    }
+
+    /// Makes [`EventQueue::wait_io_turn`] return false from now on.
+    pub fn stop_io(&self) {
+        relock(self.inner.lock()).io_stop = true;
+        self.io.notify_all();
     }
 
     /// Waits as the background waiter until events are there and no foreground waiter has

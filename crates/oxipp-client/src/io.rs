@@ -1,19 +1,25 @@
-//! The IO thread: receives everything the client's sockets get.
+//! Receiving: the client's sockets, and whoever reads them.
 //!
 //! Sockets live behind one mutex ([`Wire`]). A caller that sends takes it and sends itself, so
-//! a request goes out without waking this thread (one thread hand-off less per request). This
-//! thread sleeps on the sockets' `ZMQ_FD`s and its [`Bell`]; each wake-up drains every socket,
-//! then verifies and classifies what arrived outside the lock, and hands the batch to the
-//! [`EventQueue`] in one lock, so a burst of replies costs Python one wake-up.
+//! a request goes out without waking another thread. Reading is a *turn* ([`Receiver`], a
+//! second mutex) taken by one thread at a time: a thread blocked on a result takes it itself
+//! (`Core::wait_foreground`), so its reply wakes that very thread, with no hand-off; the IO
+//! thread takes it only while no such thread is around (and [`crate::LINGER`] after the last
+//! one left), so that events also arrive while nobody waits. The holder sleeps on the sockets'
+//! `ZMQ_FD`s and the [`Bell`]; each wake-up drains every socket, then verifies and classifies
+//! what arrived outside the sockets' lock, and hands the batch to the [`EventQueue`] in one
+//! lock, so a burst of replies costs one wake-up.
 //!
 //! The `ZMQ_FD` rule: a socket's descriptor signals new input only after the socket was read
-//! empty, and any operation on the socket (a send included) may consume that signal. So this
-//! thread arms its bell *before* draining, and a sender that finds input waiting after its
-//! send rings the bell ([`Wire::send`]): no input is left unread while this thread sleeps.
+//! empty, and any operation on the socket (a send included) may consume that signal. So the
+//! holder arms the bell *before* draining, and a sender that finds input waiting after its
+//! send rings it ([`Wire::send`]): no input is left unread while the holder sleeps. The bell
+//! also tells the holder to re-check: a waiter wanting the turn, a kick, close.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use oxipp_wire::bell::Bell;
 use oxipp_wire::signing::{Signer, Verdict};
@@ -45,8 +51,9 @@ const SOURCES: [Source; 7] = [
     Source::Notification,
 ];
 
-/// Poll timeout: only bounds how late a `close()` is noticed if its ring were lost.
-const POLL_MS: i64 = 200;
+/// The IO thread's longest sleep: only bounds how late it notices a `close()` whose ring
+/// was lost.
+const POLL_MS: u64 = 200;
 
 /// Most messages read from one socket per wake-up, so one flooding socket cannot starve the
 /// others.
@@ -76,16 +83,17 @@ impl Sockets {
     }
 }
 
-/// The sockets, shared by senders and the IO thread, and the IO thread's bell.
+/// The sockets, shared by senders and the receiving thread, and the receiving turn.
 pub struct Wire {
     sockets: Mutex<Sockets>,
     /// The `ZMQ_FD`s in [`SOURCES`] order (read once: they never change).
     fds: [RawFd; 7],
     bell: Bell,
+    turn: Mutex<Receiver>,
 }
 
 impl Wire {
-    pub fn new(sockets: Sockets) -> std::io::Result<Wire> {
+    pub fn new(sockets: Sockets, signer: Signer, session: String) -> std::io::Result<Wire> {
         let mut fds = [-1; 7];
         for (fd, src) in fds.iter_mut().zip(SOURCES) {
             *fd = sockets
@@ -97,11 +105,17 @@ impl Wire {
             sockets: Mutex::new(sockets),
             fds,
             bell: Bell::new()?,
+            turn: Mutex::new(Receiver {
+                signer,
+                session,
+                rejected: 0,
+                raw: Vec::new(),
+            }),
         })
     }
 
-    /// Sends one message on `ch` from the calling thread; rings the IO thread if the send
-    /// left input waiting on that socket (see the module doc).
+    /// Sends one message on `ch` from the calling thread; rings the receiving thread if the
+    /// send left input waiting on that socket (see the module doc).
     pub fn send(&self, ch: Channel, frames: Vec<Frame>) -> zmq::Result<()> {
         let s = self.sockets.lock().map_err(|_| zmq::Error::ETERM)?;
         let sock = s.channel(ch);
@@ -117,66 +131,95 @@ impl Wire {
         sent
     }
 
-    /// Wakes the IO thread (to notice `close()`).
+    /// Wakes the thread whose turn it is to receive, if it sleeps, to re-check.
     pub fn ring(&self) {
         self.bell.ring();
     }
+
+    /// Receives once if the turn is free (see [`Receiver::receive`]): `None` when another
+    /// thread has it. Whoever ends a turn nudges the foreground waiters, one of which may
+    /// be waiting for it.
+    pub fn try_receive(
+        &self,
+        events: &EventQueue,
+        max_sleep: Duration,
+        may_sleep: impl FnOnce() -> bool,
+    ) -> Option<bool> {
+        let mut turn = match self.turn.try_lock() {
+            Ok(t) => t,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let got = turn.receive(self, events, max_sleep, may_sleep);
+        drop(turn);
+        events.nudge();
+        Some(got)
+    }
+
+    /// Whether the turn is free right now.
+    pub fn turn_free(&self) -> bool {
+        self.turn.try_lock().is_ok()
+    }
 }
 
-pub struct Io {
-    wire: Arc<Wire>,
+/// The receiving turn: what reading and classifying messages needs.
+pub struct Receiver {
     signer: Signer,
     session: String,
-    events: Arc<EventQueue>,
-    stop: Arc<AtomicBool>,
     /// Messages dropped for a bad signature or malformed frames (logged once each).
     rejected: u64,
+    /// Messages read under the sockets' lock, classified after it.
+    raw: Vec<(Source, Vec<Frame>)>,
 }
 
-impl Io {
-    pub fn new(
-        wire: Arc<Wire>,
-        signer: Signer,
-        session: String,
-        events: Arc<EventQueue>,
-        stop: Arc<AtomicBool>,
-    ) -> Io {
-        Io {
-            wire,
-            signer,
-            session,
-            events,
-            stop,
-            rejected: 0,
+/// The IO thread: receives while no foreground waiter does, until `stop`.
+pub fn run_io_thread(wire: Arc<Wire>, events: Arc<EventQueue>, stop: Arc<AtomicBool>) {
+    while events.wait_io_turn() && !stop.load(Ordering::SeqCst) {
+        let sleep = Duration::from_millis(POLL_MS);
+        let quiet = || !events.foreground_active() && !stop.load(Ordering::SeqCst);
+        if wire.try_receive(&events, sleep, quiet).is_none() {
+            // a foreground waiter has the turn and will hand it back: wait for it to leave
+            std::thread::yield_now();
         }
     }
+}
 
-    pub fn run(mut self) {
-        let mut raw: Vec<(Source, Vec<Frame>)> = Vec::new();
-        loop {
-            // armed before draining: a send after this point that finds input rings
-            self.wire.bell.arm();
-            let drained = self.drain(&mut raw);
-            if self.stop.load(Ordering::SeqCst) {
-                self.wire.bell.disarm(false);
-                return;
-            }
-            let batch: Vec<Event> = raw
-                .drain(..)
-                .filter_map(|(src, frames)| self.classify(src, frames))
-                .collect();
-            if !batch.is_empty() {
-                self.events.push_all(batch);
-            }
-            let timeout = if drained { POLL_MS } else { 0 };
-            self.sleep(timeout);
+impl Receiver {
+    /// Drains every socket, classifies and queues what arrived; when nothing did and
+    /// `may_sleep()`, sleeps until input, the bell or `max_sleep`. Returns whether events
+    /// were queued.
+    fn receive(
+        &mut self,
+        wire: &Wire,
+        events: &EventQueue,
+        max_sleep: Duration,
+        may_sleep: impl FnOnce() -> bool,
+    ) -> bool {
+        // armed before draining: a send after this point that finds input rings
+        wire.bell.arm();
+        let drained = self.drain(wire);
+        let mut raw = std::mem::take(&mut self.raw);
+        let batch: Vec<Event> = raw
+            .drain(..)
+            .filter_map(|(src, frames)| self.classify(src, frames))
+            .collect();
+        self.raw = raw;
+        let got = !batch.is_empty();
+        if got {
+            events.push_all(batch);
         }
+        if got || !drained || !may_sleep() {
+            wire.bell.disarm(false);
+            return got;
+        }
+        sleep(wire, max_sleep);
+        false
     }
 
-    /// Reads every socket (up to [`DRAIN_BATCH`] each) under the lock; true when all were
-    /// read empty.
-    fn drain(&self, raw: &mut Vec<(Source, Vec<Frame>)>) -> bool {
-        let Ok(s) = self.wire.sockets.lock() else {
+    /// Reads every socket (up to [`DRAIN_BATCH`] each) under the sockets' lock; true when
+    /// all were read empty.
+    fn drain(&mut self, wire: &Wire) -> bool {
+        let Ok(s) = wire.sockets.lock() else {
             return true;
         };
         let mut all_empty = true;
@@ -189,28 +232,13 @@ impl Io {
                     break;
                 }
                 match recv_frames(sock, true) {
-                    Ok(frames) => raw.push((src, frames)),
+                    Ok(frames) => self.raw.push((src, frames)),
                     Err(_) => break,
                 }
                 n += 1;
             }
         }
         all_empty
-    }
-
-    /// Sleeps until a socket descriptor or the bell is readable, or `timeout_ms`.
-    fn sleep(&self, timeout_ms: i64) {
-        let mut items: Vec<zmq::PollItem> = std::iter::once(self.wire.bell.fd())
-            .chain(self.wire.fds)
-            .map(|fd| zmq::PollItem::from_fd(fd, zmq::POLLIN))
-            .collect();
-        if let Err(e) = zmq::poll(&mut items, timeout_ms) {
-            if e != zmq::Error::EINTR {
-                tracing::warn!("client IO poll failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-        self.wire.bell.disarm(items[0].is_readable());
     }
 
     fn reject(&mut self, src: Source, why: &dyn std::fmt::Display) {
@@ -270,6 +298,22 @@ impl Io {
             buffers: m.buffers,
         })
     }
+}
+
+/// Sleeps until a socket descriptor or the bell is readable, or `max`.
+fn sleep(wire: &Wire, max: Duration) {
+    let mut items: Vec<zmq::PollItem> = std::iter::once(wire.bell.fd())
+        .chain(wire.fds)
+        .map(|fd| zmq::PollItem::from_fd(fd, zmq::POLLIN))
+        .collect();
+    let ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX).max(1);
+    if let Err(e) = zmq::poll(&mut items, ms) {
+        if e != zmq::Error::EINTR {
+            tracing::warn!("client receive poll failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    wire.bell.disarm(items[0].is_readable());
 }
 
 fn is_idle(content: &[u8]) -> bool {

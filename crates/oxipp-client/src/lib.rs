@@ -2,9 +2,10 @@
 //!
 //! A [`Core`] owns one DEALER per controller channel (query, mux, task, control, broadcast)
 //! and SUBs for IOPub and notifications, behind one mutex because ZeroMQ sockets are
-//! single-threaded: callers sign and send their messages themselves, and an IO thread ([`io`])
-//! hands back every verified incoming message as an [`Event`] in arrival order. The Python
-//! layer waits for events with the GIL released and resolves its futures from them.
+//! single-threaded: callers sign and send their messages themselves, and every verified
+//! incoming message comes back as an [`Event`] in arrival order, received by the thread that
+//! waits for it or else by an IO thread ([`io`]). The Python layer waits for events with the
+//! GIL released and resolves its futures from them.
 //!
 //! What is decided here rather than in Python, because it is per-message work: signing,
 //! signature checks, dropping IOPub traffic for other clients' requests and `busy` status
@@ -20,7 +21,7 @@ pub use events::{Event, EventQueue, Source, Wake, LINGER};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxipp_wire::frames::DELIMITER;
@@ -60,6 +61,10 @@ impl Channel {
         })
     }
 }
+
+/// Longest sleep of a waiter on the sockets before it re-checks (a lost ring costs at most
+/// this).
+const RECEIVE_SLICE: Duration = Duration::from_millis(200);
 
 /// One connected client.
 pub struct Core {
@@ -107,24 +112,18 @@ impl Core {
             notification: sub(&endpoints.notification)?,
         };
         let wire = Arc::new(
-            io::Wire::new(sockets)
+            io::Wire::new(sockets, signer, session.id.clone())
                 .map_err(|e| ClientError::Config(format!("cannot set up the sockets: {e}")))?,
         );
         let events = Arc::new(EventQueue::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let io = io::Io::new(
-                wire.clone(),
-                signer,
-                session.id.clone(),
-                events.clone(),
-                stop.clone(),
-            );
+            let (wire, events, stop) = (wire.clone(), events.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("oxipp-client-io".into())
                 .spawn(move || {
                     let _ctx = ctx; // the context outlives every socket on this thread
-                    io.run()
+                    io::run_io_thread(wire, events, stop)
                 })
                 .map_err(|e| ClientError::Config(format!("cannot start the IO thread: {e}")))?
         };
@@ -187,8 +186,37 @@ impl Core {
 
     /// Waits (without taking) until events are there for a thread blocked on a result, which
     /// then handles them itself; see [`EventQueue`] for the foreground/background split.
+    /// The waiter receives them itself when the receiving turn is free (see [`io`]), so its
+    /// reply wakes this thread directly; else it sleeps until the holder queues events or
+    /// hands the turn over.
     pub fn wait_foreground(&self, timeout: Option<Duration>, seen: Option<u64>) -> Wake {
-        self.events.wait_foreground(timeout, seen)
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let seen = self.events.enter_foreground(seen);
+        let wake = loop {
+            if let Some(w) = self.events.foreground_check(seen) {
+                break w;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break Wake::TimedOut;
+            }
+            let max_sleep = deadline.map_or(RECEIVE_SLICE, |d| (d - now).min(RECEIVE_SLICE));
+            let quiet = || self.events.foreground_check(seen).is_none();
+            if self
+                .wire
+                .try_receive(&self.events, max_sleep, quiet)
+                .is_some()
+            {
+                continue;
+            }
+            // the holder (the IO thread, or another waiter) may sleep: it re-checks, and the
+            // IO thread hands the turn over
+            self.wire.ring();
+            self.events
+                .foreground_sleep(seen, Some(now + max_sleep), || self.wire.turn_free());
+        };
+        self.events.leave_foreground();
+        wake
     }
 
     /// See [`EventQueue::generation`].
@@ -208,7 +236,8 @@ impl Core {
 
     /// Wakes every foreground waiter to re-check its own condition.
     pub fn kick(&self) {
-        self.events.kick()
+        self.events.kick();
+        self.wire.ring(); // the one receiving may be asleep on the sockets
     }
 
     pub fn is_closed(&self) -> bool {
@@ -221,11 +250,13 @@ impl Core {
         if self.stop.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.events.stop_io();
         self.wire.ring();
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }
         self.events.close();
+        self.wire.ring(); // a waiter receiving on the sockets learns of the close
     }
 }
 

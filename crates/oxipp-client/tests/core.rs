@@ -229,3 +229,65 @@ fn bad_connection_info_is_an_error() {
         assert!(Core::connect(bad).is_err(), "{bad}");
     }
 }
+
+/// Threads blocked on results receive for themselves, one at a time (the receiving turn):
+/// every reply reaches one of them, whoever holds the turn, with the IO thread handing it
+/// over and taking it back in between.
+#[test]
+fn foreground_waiters_share_the_receiving_turn_and_lose_nothing() {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    let ctl = TestController::start();
+    let core = Arc::new(connect(&ctl));
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (core, seen) = (core.clone(), seen.clone());
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    let id = send(&core, Channel::Query, None, "connection_request", json!({}));
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    loop {
+                        let generation = core.generation();
+                        for ev in core.take_events(64).unwrap_or_default() {
+                            if let Some(p) = ev.parent_id {
+                                seen.lock().unwrap().insert(p);
+                            }
+                            core.kick(); // like the Python layer: others re-check
+                        }
+                        if seen.lock().unwrap().contains(&id) {
+                            break;
+                        }
+                        assert!(Instant::now() < deadline, "thread {t}: reply {i} lost");
+                        core.wait_foreground(Some(Duration::from_millis(500)), Some(generation));
+                    }
+                    if i % 50 == 0 {
+                        // let the linger pass: the IO thread takes the turn back meanwhile
+                        std::thread::sleep(oxipp_client::LINGER * 2);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(seen.lock().unwrap().len(), 600);
+}
+
+/// A waiter asleep on the sockets (it has the receiving turn) learns of close() at once.
+#[test]
+fn close_wakes_a_waiter_that_is_receiving() {
+    let ctl = TestController::start();
+    let core = std::sync::Arc::new(connect(&ctl));
+    let c2 = core.clone();
+    let waiter = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        (c2.wait_foreground(None, None), t0.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    core.close();
+    let (wake, waited) = waiter.join().unwrap();
+    assert_eq!(wake, oxipp_client::Wake::Closed);
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
