@@ -498,9 +498,13 @@ impl Wire {
         }
         shared.queue.push_front(Arc::new(Request::shutdown()));
         if shared.exit_process {
-            std::thread::spawn(|| {
+            let capture = shared.capture.clone();
+            std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(2));
                 tracing::warn!("executor did not stop within 2 s of shutdown_request, exiting");
+                if let Some(cap) = capture {
+                    cap.stop_to_originals();
+                }
                 std::process::exit(0);
             });
         }

@@ -11,6 +11,7 @@ mod bell;
 pub mod conn;
 pub mod error;
 pub mod executor;
+pub mod fdcap;
 mod heart;
 mod io;
 pub mod kernel;
@@ -22,6 +23,7 @@ mod signals;
 
 pub use error::EngineError;
 pub use executor::{run, Executor, Outcome};
+pub use fdcap::{log_fd, LogWriter};
 pub use kernel::KernelPorts;
 pub use queue::{Channel, Kind, Request};
 pub use runtime::{Options, Runtime};

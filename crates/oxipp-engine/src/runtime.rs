@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::bell::Bell;
 use crate::conn::Endpoints;
+use crate::fdcap::{FdCapture, Sink};
 use crate::io::{self, IoSockets, Wire};
 use crate::queue::{Channel, Kind, Queue, Request};
 use crate::reply::{Identity, StreamBuf};
@@ -34,6 +35,10 @@ pub struct Options {
     pub exit_process: bool,
     /// Session id / routing identity (random when `None`).
     pub uuid: Option<String>,
+    /// Redirect file descriptors 1 and 2 into pipes whose output becomes `stream` messages
+    /// (see [`crate::fdcap`]). Only for a process that is an engine: `false` by default (tests
+    /// run runtimes inside the test binary).
+    pub capture_fds: bool,
 }
 
 impl Options {
@@ -45,6 +50,7 @@ impl Options {
             max_heartbeat_misses: 50,
             exit_process: true,
             uuid: None,
+            capture_fds: false,
         }
     }
 }
@@ -66,6 +72,30 @@ pub(crate) struct Shared {
     pub stop: Arc<AtomicBool>,
     pub exit_process: bool,
     pub shutting_down: AtomicBool,
+    /// Descriptors 1 and 2 read into `streams` (`Options::capture_fds`).
+    pub capture: Option<Arc<FdCapture>>,
+    /// Header of the request running or run last: the parent of captured fd output (as the
+    /// Python streams' parent, which is the same request).
+    pub parent: Mutex<Option<Frame>>,
+}
+
+impl Sink for Shared {
+    fn push(&self, name: &str, text: &str) {
+        let parent = self
+            .parent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name, parent, text);
+    }
+
+    /// Text buffered after the IO thread's last flush would never be sent.
+    fn accepting(&self) -> bool {
+        !self.stop.load(Ordering::SeqCst)
+    }
 }
 
 /// A registered engine: heart and IO threads running, requests arriving in a queue.
@@ -138,6 +168,17 @@ impl Runtime {
         let bell_err = |e: std::io::Error| EngineError::Invalid(format!("wake-up pipe: {e}"));
 
         let stop = Arc::new(AtomicBool::new(false));
+        let capture = if opts.capture_fds {
+            match FdCapture::start(&[(1, "stdout"), (2, "stderr")]) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!("output written to fds 1 and 2 will not reach clients: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             me: Identity { session, id },
             queue: Queue::new().map_err(bell_err)?,
@@ -150,7 +191,15 @@ impl Runtime {
             stop: stop.clone(),
             exit_process: opts.exit_process,
             shutting_down: AtomicBool::new(false),
+            capture,
+            parent: Mutex::new(None),
         });
+        if let Some(cap) = &shared.capture {
+            if let Err(e) = cap.spawn_reader(shared.clone()) {
+                tracing::warn!("cannot start the fd reader thread, fds 1 and 2 restored: {e}");
+                cap.stop(&*shared);
+            }
+        }
         let mut threads = Vec::new();
         let io_shared = shared.clone();
         threads.push(
@@ -176,6 +225,9 @@ impl Runtime {
                             Some(hshared.me.id),
                         );
                         if hshared.exit_process {
+                            if let Some(cap) = &hshared.capture {
+                                cap.stop_to_originals(); // no controller to send it to
+                            }
                             // let the unregistration leave (linger) before exiting
                             std::thread::sleep(Duration::from_millis(200));
                             std::process::exit(1);
@@ -222,6 +274,8 @@ impl Runtime {
                         let _ = r.started.set(dates::now_iso());
                         w.defer_busy(sh.me.status("busy", Some(&r.header)));
                     }
+                    drop(w);
+                    self.set_parent(&r);
                     return Some(r);
                 }
                 if !settled {
@@ -269,7 +323,31 @@ impl Runtime {
             let busy = self.shared.me.status("busy", Some(&r.header));
             self.shared.wire().defer_busy(busy);
         }
+        self.set_parent(&r);
         r
+    }
+
+    /// A shell request handed out becomes the parent of captured fd output.
+    fn set_parent(&self, r: &Request) {
+        if r.kind == Kind::Shell && self.shared.capture.is_some() {
+            *self.shared.parent.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.header.clone());
+        }
+    }
+
+    /// Moves what the fd pipes hold now into the stream buffer (see [`crate::fdcap`]): called
+    /// before every reply, publish and stream write, so output written to fds 1/2 before them
+    /// goes out before them. Never with the sockets' or the streams' lock held.
+    fn drain_fds(&self) {
+        if let Some(cap) = &self.shared.capture {
+            cap.drain(&*self.shared);
+        }
+    }
+
+    /// The original descriptors 1 and 2 while they are captured (the engine's own output and
+    /// logs go there), else `None`.
+    pub fn original_fds(&self) -> Option<(RawFd, RawFd)> {
+        let o = self.shared.capture.as_ref()?.originals();
+        Some((o[0], o[1]))
     }
 
     /// Sends the reply to `req` (after its buffered output), then status `idle`.
@@ -289,6 +367,7 @@ impl Runtime {
             Kind::Shutdown => return Ok(()),
         };
         let idle = me.status("idle", Some(&req.header));
+        self.drain_fds();
         let mut w = self.shared.wire();
         w.flush_streams(&self.shared);
         w.send(req.channel, frames);
@@ -317,6 +396,7 @@ impl Runtime {
             topic,
             buffers,
         );
+        self.drain_fds();
         let mut w = self.shared.wire();
         // output printed before this message must appear before it
         w.flush_streams(&self.shared);
@@ -326,6 +406,8 @@ impl Runtime {
 
     /// Buffers stream text; the IO thread publishes it every 50 ms and before the reply.
     pub fn stream(&self, name: &str, text: &str, parent: Option<&Request>) {
+        // what was written to fds 1/2 before this text goes before it
+        self.drain_fds();
         self.shared
             .streams
             .lock()
@@ -377,6 +459,7 @@ impl Runtime {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.stop_capture();
         registration::unregister(
             &self.ctx,
             &self.endpoints,
@@ -386,7 +469,16 @@ impl Runtime {
         self.stop_threads();
     }
 
+    /// Restores fds 1 and 2 and queues what is left in the pipes for the IO thread's last
+    /// flush (or writes it to the original descriptors if that flush already happened).
+    fn stop_capture(&self) {
+        if let Some(cap) = &self.shared.capture {
+            cap.stop(&*self.shared);
+        }
+    }
+
     fn stop_threads(&self) {
+        self.stop_capture();
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.io_bell.ring();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));

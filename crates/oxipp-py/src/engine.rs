@@ -26,7 +26,7 @@ fn to_py(e: EngineError) -> PyErr {
     }
 }
 
-/// Rust logs go to stderr at the Python logging level the engine was started with. Only the
+/// Rust logs go to stderr (the original fd 2 when fds are captured) at the Python logging level the engine was started with. Only the
 /// first runtime in a process sets this up (a global subscriber can be installed once).
 fn init_logging(level: i32) {
     static ONCE: Once = Once::new();
@@ -39,7 +39,8 @@ fn init_logging(level: i32) {
         };
         let _ = tracing_subscriber::fmt()
             .with_max_level(max)
-            .with_writer(std::io::stderr)
+            // fd 2 itself may be captured into IOPub: logs go to its original
+            .with_writer(|| oxipp_engine::LogWriter)
             .with_target(false)
             .try_init();
     });
@@ -158,7 +159,7 @@ pub struct PyEngineRuntime {
 #[pymethods]
 impl PyEngineRuntime {
     #[new]
-    #[pyo3(signature = (connection_json, requested_id=None, timeout=5.0, max_heartbeat_misses=50, log_level=30))]
+    #[pyo3(signature = (connection_json, requested_id=None, timeout=5.0, max_heartbeat_misses=50, log_level=30, capture_fd=false))]
     fn new(
         py: Python<'_>,
         connection_json: String,
@@ -166,6 +167,7 @@ impl PyEngineRuntime {
         timeout: f64,
         max_heartbeat_misses: u32,
         log_level: i32,
+        capture_fd: bool,
     ) -> PyResult<Self> {
         init_logging(log_level);
         if !timeout.is_finite() || timeout < 0.0 {
@@ -177,6 +179,7 @@ impl PyEngineRuntime {
         opts.requested_id = requested_id;
         opts.timeout = Duration::from_secs_f64(timeout);
         opts.max_heartbeat_misses = max_heartbeat_misses;
+        opts.capture_fds = capture_fd;
         let rt = py.detach(move || Runtime::start(opts)).map_err(to_py)?;
         Ok(PyEngineRuntime { rt: Arc::new(rt) })
     }
@@ -197,6 +200,12 @@ impl PyEngineRuntime {
     #[getter]
     fn connection_json(&self) -> &str {
         &self.rt.connection_json
+    }
+    /// `(stdout_fd, stderr_fd)`: duplicates of the original fds 1 and 2 while those are
+    /// captured (`capture_fd=True`), for the engine's own output and logs; else `None`.
+    #[getter]
+    fn original_fds(&self) -> Option<(i32, i32)> {
+        self.rt.original_fds()
     }
 
     /// The next request, or `None` after `timeout` seconds (`None` = wait forever). Python

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import io
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import sys
 import time
 import traceback
 
-from . import connection, kernel
+from . import connection, kernel, outstream
 from .options import EngineOptions, parse_args
 
 log = logging.getLogger("oxipp.engine")
@@ -96,6 +97,43 @@ def _stop_on_error(ex, req, status: str) -> bool:
         return True
 
 
+def use_original_fds(fds: tuple[int, int]) -> None:
+    """fds 1 and 2 now feed IOPub (``capture_fd``): the engine's own output (logging, warnings,
+    ``sys.stdout``/``sys.stderr`` outside the executor, the OutStream fallback, tracebacks at
+    exit) goes to their originals instead, so it still reaches the engine's log and never loops
+    into IOPub. ``sys.__stdout__``/``sys.__stderr__`` stay on fds 1/2, as in stock engines,
+    where writing to them reaches the client through the watched descriptors."""
+    out, err = (
+        io.TextIOWrapper(
+            io.FileIO(fd, "w", closefd=False),
+            encoding="utf-8",
+            errors="backslashreplace",
+            line_buffering=True,
+            write_through=True,
+        )
+        for fd in fds
+    )
+    replace = {id(sys.stderr): err, id(sys.__stderr__): err}
+    replace.update({id(sys.stdout): out, id(sys.__stdout__): out})
+    for name in (None, "oxipp", "oxipp.engine"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in replace:
+                handler.setStream(replace[id(handler.stream)])
+    outstream.set_original_streams(out, err)
+    sys.stdout, sys.stderr = out, err
+
+
+def _flush_std_streams() -> None:
+    """Text buffered in Python's own streams on fds 1/2 goes out now (into the pipes while
+    they are captured, so to the client)."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
 def serve(rt, ex) -> None:
     """Runs requests until a ``shutdown`` item arrives."""
     rt.set_kernel_info(json.dumps(ex.kernel_info()))
@@ -150,6 +188,8 @@ Start an oxipp engine and connect it to a controller (stock ipengine options):
   --file=PATH (engine connection file)  --url=tcp://HOST:PORT (registration url)
   --timeout=SECONDS  --log-level=LEVEL  --debug  --mpi  --work-dir=DIR  --location=HOST
   --IPEngine.<trait>=VALUE  --Session.key=KEY   (unsupported traits are warned about)
+  --no-capture-fd  (output written to fds 1/2, e.g. by os.system or C code, stays in the
+                    engine's log instead of reaching clients; also $OXIPP_ENGINE_CAPTURE_FD=0)
 Environment: IPP_CONNECTION_INFO, IPP_PROFILE_DIR, IPP_CLUSTER_ID, IPYTHONDIR.
 """
 
@@ -195,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, AttributeError) as e:
         log.critical("cannot load the executor: %s", e)
         return 1
+    # what Python buffered so far belongs to the log, not to the pipes fds 1/2 may become
+    _flush_std_streams()
     try:
         rt = EngineRuntime(
             json.dumps(info),
@@ -202,11 +244,14 @@ def main(argv: list[str] | None = None) -> int:
             timeout=opts.timeout,
             max_heartbeat_misses=opts.max_heartbeat_misses,
             log_level=opts.log_level,
+            capture_fd=opts.capture_fd,
         )
     except (TimeoutError, ConnectionError, ValueError) as e:
         # stock exits 255 when registration fails or times out
         log.critical("registration failed: %s", e)
         return 255
+    if rt.original_fds is not None:
+        use_original_fds(rt.original_fds)
     log.info("Completed registration with id %i", rt.id)
     kernel.set_engine(rt, info)
     ex = None
@@ -230,5 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 close()
             except Exception:
                 log.error("executor close failed", exc_info=True)
+        # output still buffered in Python's streams on fds 1/2 goes to the client; rt.close
+        # restores fds 1/2 and sends what is left in the pipes
+        _flush_std_streams()
         rt.close()
     return 0

@@ -39,7 +39,7 @@ from ..serialize import serialize_object, stock_helpers, unpack_apply_message
 from . import datapub
 from .jsonutil import dumps
 from .kernel_info import kernel_info as _kernel_info
-from .outstream import OutStream, RequestContext
+from .outstream import OutStream, RequestContext, original_stream
 
 __all__ = ["Executor"]
 
@@ -126,8 +126,9 @@ class Executor:
         datapub.set_current(self.data_pub)
         datapub.install_stock_compat()
 
-        self.stdout = OutStream("stdout", io, self._context, fallback=sys.__stdout__)
-        self.stderr = OutStream("stderr", io, self._context, fallback=sys.__stderr__)
+        # the fallback is the engine's own stream: fds 1/2 may be captured into IOPub
+        self.stdout = OutStream("stdout", io, self._context, fallback=original_stream("stdout"))
+        self.stderr = OutStream("stderr", io, self._context, fallback=original_stream("stderr"))
         self.displayhook = _SysDisplayHook(io, self._context)
         self._saved_streams = None
         if redirect_output:

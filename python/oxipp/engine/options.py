@@ -44,6 +44,10 @@ FLAGS = {
     "secure": (None, None),
     "no-secure": (None, None),
     "init": (None, None),
+    # oxipp: forward what is written to fds 1/2 (os.system, C extensions) to clients, as stock
+    # engines' ipykernel OutStream(watchfd=True) does; on unless turned off
+    "capture-fd": ("capture_fd", True),
+    "no-capture-fd": ("capture_fd", False),
 }
 # --Class.trait=value: the traits we honour (others of these classes are accepted and ignored)
 TRAITS = {
@@ -66,6 +70,8 @@ TRAITS = {
     "BaseIPythonApplication.profile": "profile",
     "BaseIPythonApplication.ipython_dir": "ipython_dir",
     "ProfileDir.location": "profile_dir",
+    # ipykernel's switch for the same thing (IPKernelApp.capture_fd_output)
+    "IPKernelApp.capture_fd_output": "capture_fd",
     "Session.key": "session_key",
     "Session.signature_scheme": "signature_scheme",
 }
@@ -84,6 +90,14 @@ KNOWN_CLASSES = {
     "EngineFactory",
     "MPI",
 }
+
+
+#: ``0``/``false``/``no``/``off`` turns fd capture off (``--capture-fd`` overrides)
+CAPTURE_FD_ENV = "OXIPP_ENGINE_CAPTURE_FD"
+
+
+def _capture_fd_default() -> bool:
+    return os.environ.get(CAPTURE_FD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 @dataclass
@@ -116,6 +130,8 @@ class EngineOptions:
     session_id: str | None = None
     username: str | None = None
     keyfile: str | None = None
+    #: redirect fds 1/2 into pipes whose output reaches clients (docs/engine-runtime.md)
+    capture_fd: bool = field(default_factory=_capture_fd_default)
     #: ``--InteractiveShell.<trait>=value`` (and ZMQInteractiveShell's): applied to the engine's
     #: IPython shell, e.g. ``colors=nocolor``, which the stock test suite passes
     shell_config: dict = field(default_factory=dict)
@@ -151,7 +167,7 @@ def _convert(opts: EngineOptions, name: str, value: object) -> None:
         value = float(value)
     elif name in ("max_heartbeat_misses", "requested_id"):
         value = None if value is None else int(value)
-    elif name == "use_mpi":
+    elif name in ("use_mpi", "capture_fd"):
         value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
     elif isinstance(current, str) or current is None:
         value = None if value is None else str(value)

@@ -12,8 +12,24 @@ under the latest request.
 from __future__ import annotations
 
 import io as _io
+import sys
 
-__all__ = ["OutStream", "RequestContext"]
+__all__ = ["OutStream", "RequestContext", "original_stream", "set_original_streams"]
+
+#: The engine's own stdout/stderr while fds 1/2 are captured into IOPub (set by oxipp.engine.app
+#: from ``EngineRuntime.original_fds``): text streams on the original descriptors.
+_originals: dict = {}
+
+
+def set_original_streams(stdout, stderr) -> None:
+    _originals.update(stdout=stdout, stderr=stderr)
+
+
+def original_stream(name: str):
+    """Where the engine's own ``name`` output goes: the original descriptor's stream while fds
+    1/2 are captured (writing to fd 1/2 would loop into IOPub), else ``sys.__stdout__``/
+    ``sys.__stderr__``."""
+    return _originals.get(name) or getattr(sys, f"__{name}__", None)
 
 
 class RequestContext:
@@ -60,6 +76,12 @@ class OutStream(_io.TextIOBase):
         return False
 
     def fileno(self) -> int:
+        """As ipykernel's OutStream while it watches fds 1/2: the *original* descriptor (so
+        ``subprocess.run(..., stdout=sys.stdout)`` and ``faulthandler.enable()`` write where a
+        stock engine's do: the engine's log). Raises when fds are not captured."""
+        original = _originals.get(self.name)
+        if original is not None:
+            return original.fileno()
         raise _io.UnsupportedOperation("an engine's output stream has no file descriptor")
 
     def write(self, s) -> int:
