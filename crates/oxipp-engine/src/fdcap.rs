@@ -349,9 +349,13 @@ impl FdCapture {
     /// under the pipe's lock (so the reader thread and drains cannot reorder text). Returns
     /// `false` when the pipe is at end of file.
     fn read_pipe(&self, i: usize, sink: &dyn Sink, limit: usize) -> bool {
-        let pipe = &self.pipes[i];
         let mut guard = self.lock(i);
-        let st = &mut *guard;
+        self.read_locked(i, &mut guard, sink, limit)
+    }
+
+    /// [`FdCapture::read_pipe`] with the pipe's lock held by the caller.
+    fn read_locked(&self, i: usize, st: &mut PipeState, sink: &dyn Sink, limit: usize) -> bool {
+        let pipe = &self.pipes[i];
         if st.eof {
             return false;
         }
@@ -388,8 +392,12 @@ impl FdCapture {
     }
 
     /// Hands everything the pipes hold now to `sink` (non-blocking). One `poll` finds the
-    /// pipes with data, so a drain of empty pipes costs one system call.
+    /// pipes with data, so a drain of empty pipes costs one system call. The pipes' locks are
+    /// taken first: a pipe the reader thread has just emptied may hold text it has not handed
+    /// to the sink yet, and that text must be in the sink when this returns.
     pub fn drain(&self, sink: &dyn Sink) {
+        let mut guards: Vec<MutexGuard<'_, PipeState>> =
+            (0..self.pipes.len()).map(|i| self.lock(i)).collect();
         let mut items: Vec<libc::pollfd> = self
             .pipes
             .iter()
@@ -409,7 +417,7 @@ impl FdCapture {
         }
         for (i, item) in items.iter().enumerate() {
             if item.revents != 0 {
-                self.read_pipe(i, sink, DRAIN_LIMIT);
+                self.read_locked(i, &mut guards[i], sink, DRAIN_LIMIT);
             }
         }
     }
