@@ -1,30 +1,32 @@
 //! Receiving: the client's sockets, and whoever reads them.
 //!
-//! Sockets live behind one mutex ([`Wire`]). A caller that sends takes it and sends itself, so
-//! a request goes out without waking another thread. Reading is a *turn* ([`Receiver`], a
-//! second mutex) taken by one thread at a time: a thread blocked on a result takes it itself
-//! (`Core::wait_foreground`), so its reply wakes that very thread, with no hand-off; the IO
-//! thread takes it only while no such thread is around (and [`crate::LINGER`] after the last
-//! one left), so that events also arrive while nobody waits. The holder sleeps on the sockets'
-//! `ZMQ_FD`s and the [`Bell`]; each wake-up drains every socket, then verifies and classifies
-//! what arrived outside the sockets' lock, and hands the batch to the [`EventQueue`] in one
-//! lock, so a burst of replies costs one wake-up.
+//! The sockets speak ZMTP themselves ([`oxipp_zmtp`]): no background IO thread of a library
+//! sits between a caller and the kernel's TCP sockets. They live behind one mutex ([`Wire`]).
+//! A caller that sends takes it, queues and flushes itself, so a request is written to TCP by
+//! the calling thread. Reading is a *turn* ([`Receiver`], a second mutex) taken by one thread
+//! at a time: a thread blocked on a result takes it itself (`Core::wait_foreground`), so its
+//! reply wakes that very thread; the IO thread takes it only while no such thread is around
+//! (and [`crate::LINGER`] after the last one left), so that events also arrive while nobody
+//! waits. The holder sleeps on the sockets' descriptors (one epoll descriptor each,
+//! level-triggered: readable while a connection has input, or output the kernel did not take
+//! yet) and the [`Bell`]; each wake-up drains the ready sockets (reads, handshakes,
+//! reconnects, pending writes), then verifies and classifies what arrived outside the
+//! sockets' lock, and hands the batch to the [`EventQueue`] in one lock.
 //!
-//! The `ZMQ_FD` rule: a socket's descriptor signals new input only after the socket was read
-//! empty, and any operation on the socket (a send included) may consume that signal. So the
-//! holder arms the bell *before* draining, and a sender that finds input waiting after its
-//! send rings it ([`Wire::send`]): no input is left unread while the holder sleeps. The bell
-//! also tells the holder to re-check: a waiter wanting the turn, a kick, close.
+//! The bell tells the holder to re-check: a waiter wanting the turn, a kick, close. It is
+//! armed before the sockets are drained, so a ring after the drain wakes the sleep.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use oxipp_wire::bell::Bell;
 use oxipp_wire::signing::{Signer, Verdict};
-use oxipp_wire::sockets::{recv_frames, send_owned_frames, Socket};
-use oxipp_wire::{Frame, Message};
+use oxipp_wire::Message;
+use oxipp_zmtp::Socket;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use serde_json::Value;
 
 use crate::events::{Event, EventQueue, Source};
@@ -60,25 +62,25 @@ const POLL_MS: u64 = 200;
 const DRAIN_BATCH: usize = 4096;
 
 impl Sockets {
-    fn socket(&self, src: Source) -> &Socket {
+    fn socket(&mut self, src: Source) -> &mut Socket {
         match src {
-            Source::Query => &self.query,
-            Source::Mux => &self.mux,
-            Source::Task => &self.task,
-            Source::Control => &self.control,
-            Source::Broadcast => &self.broadcast,
-            Source::IOPub => &self.iopub,
-            Source::Notification => &self.notification,
+            Source::Query => &mut self.query,
+            Source::Mux => &mut self.mux,
+            Source::Task => &mut self.task,
+            Source::Control => &mut self.control,
+            Source::Broadcast => &mut self.broadcast,
+            Source::IOPub => &mut self.iopub,
+            Source::Notification => &mut self.notification,
         }
     }
 
-    fn channel(&self, c: Channel) -> &Socket {
+    fn channel(&mut self, c: Channel) -> &mut Socket {
         match c {
-            Channel::Query => &self.query,
-            Channel::Mux => &self.mux,
-            Channel::Task => &self.task,
-            Channel::Control => &self.control,
-            Channel::Broadcast => &self.broadcast,
+            Channel::Query => &mut self.query,
+            Channel::Mux => &mut self.mux,
+            Channel::Task => &mut self.task,
+            Channel::Control => &mut self.control,
+            Channel::Broadcast => &mut self.broadcast,
         }
     }
 }
@@ -86,49 +88,41 @@ impl Sockets {
 /// The sockets, shared by senders and the receiving thread, and the receiving turn.
 pub struct Wire {
     sockets: Mutex<Sockets>,
-    /// The `ZMQ_FD`s in [`SOURCES`] order (read once: they never change).
-    fds: [RawFd; 7],
+    /// Duplicates of the sockets' epoll descriptors in [`SOURCES`] order, polled without the
+    /// sockets' lock (a duplicate is the same epoll instance).
+    fds: [OwnedFd; 7],
     bell: Bell,
     turn: Mutex<Receiver>,
 }
 
 impl Wire {
-    pub fn new(sockets: Sockets, signer: Signer, session: String) -> std::io::Result<Wire> {
-        let mut fds = [-1; 7];
-        for (fd, src) in fds.iter_mut().zip(SOURCES) {
-            *fd = sockets
-                .socket(src)
-                .get_fd()
-                .map_err(std::io::Error::other)?;
-        }
+    pub fn new(mut sockets: Sockets, signer: Signer, session: String) -> std::io::Result<Wire> {
+        let fds = SOURCES.map(|src| sockets.socket(src).as_fd().try_clone_to_owned());
+        let [a, b, c, d, e, f, g] = fds;
         Ok(Wire {
             sockets: Mutex::new(sockets),
-            fds,
+            fds: [a?, b?, c?, d?, e?, f?, g?],
             bell: Bell::new()?,
             turn: Mutex::new(Receiver {
                 signer,
                 session,
                 rejected: 0,
                 raw: Vec::new(),
+                ready: [true; 7],
+                timer: None,
             }),
         })
     }
 
-    /// Sends one message on `ch` from the calling thread; rings the receiving thread if the
-    /// send left input waiting on that socket (see the module doc).
-    pub fn send(&self, ch: Channel, frames: Vec<Frame>) -> zmq::Result<()> {
-        let s = self.sockets.lock().map_err(|_| zmq::Error::ETERM)?;
+    /// Queues one message on `ch` and writes it from the calling thread (what the kernel
+    /// does not take now goes out from the receiving thread's next pass: the socket's
+    /// descriptor is readable until it has).
+    pub fn send(&self, ch: Channel, frames: Vec<Bytes>) -> Result<(), oxipp_zmtp::SendError> {
+        let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         let sock = s.channel(ch);
-        let sent = send_owned_frames(sock, frames);
-        let input = sock
-            .get_events()
-            .map(|e| e.contains(zmq::POLLIN))
-            .unwrap_or(true);
-        drop(s);
-        if input {
-            self.bell.ring();
-        }
-        sent
+        sock.send(frames)?;
+        sock.flush();
+        Ok(())
     }
 
     /// Wakes the thread whose turn it is to receive, if it sleeps, to re-check.
@@ -169,7 +163,12 @@ pub struct Receiver {
     /// Messages dropped for a bad signature or malformed frames (logged once each).
     rejected: u64,
     /// Messages read under the sockets' lock, classified after it.
-    raw: Vec<(Source, Vec<Frame>)>,
+    raw: Vec<(Source, Vec<Bytes>)>,
+    /// Sockets to drain on the next pass: those whose descriptor a sleep found ready since
+    /// they were last drained (all of them at first and after a failed poll).
+    ready: [bool; 7],
+    /// The earliest socket timer (reconnect, handshake timeout) as of the last drain.
+    timer: Option<Duration>,
 }
 
 /// The IO thread: receives while no foreground waiter does, until `stop`.
@@ -185,9 +184,9 @@ pub fn run_io_thread(wire: Arc<Wire>, events: Arc<EventQueue>, stop: Arc<AtomicB
 }
 
 impl Receiver {
-    /// Drains every socket, classifies and queues what arrived; when nothing did and
-    /// `may_sleep()`, sleeps until input, the bell or `max_sleep`. Returns whether events
-    /// were queued.
+    /// Drains the ready sockets, classifies and queues what arrived; when nothing did and
+    /// `may_sleep()`, sleeps until a socket or the bell is ready, a socket timer is due, or
+    /// `max_sleep`. Returns whether events were queued.
     fn receive(
         &mut self,
         wire: &Wire,
@@ -195,7 +194,7 @@ impl Receiver {
         max_sleep: Duration,
         may_sleep: impl FnOnce() -> bool,
     ) -> bool {
-        // armed before draining: a send after this point that finds input rings
+        // armed before draining: a ring after this point wakes the sleep below
         wire.bell.arm();
         let drained = self.drain(wire);
         let mut raw = std::mem::take(&mut self.raw);
@@ -212,33 +211,75 @@ impl Receiver {
             wire.bell.disarm(false);
             return got;
         }
-        sleep(wire, max_sleep);
+        let max = self.timer.map_or(max_sleep, |t| t.min(max_sleep));
+        self.sleep(wire, max);
         false
     }
 
-    /// Reads every socket (up to [`DRAIN_BATCH`] each) under the sockets' lock; true when
-    /// all were read empty.
+    /// Reads the ready sockets (up to [`DRAIN_BATCH`] messages each) under the sockets' lock,
+    /// and writes what they have queued (subscriptions and held messages of a connection
+    /// just made); true when every socket was read empty.
     fn drain(&mut self, wire: &Wire) -> bool {
-        let Ok(s) = wire.sockets.lock() else {
-            return true;
-        };
+        let mut s = wire.sockets.lock().unwrap_or_else(|p| p.into_inner());
         let mut all_empty = true;
-        for src in SOURCES {
+        let mut timer: Option<Duration> = None;
+        for (i, src) in SOURCES.into_iter().enumerate() {
             let sock = s.socket(src);
-            let mut n = 0;
-            loop {
-                if n == DRAIN_BATCH {
-                    all_empty = false;
-                    break;
+            // a due timer (reconnect, handshake timeout) is only acted on inside the
+            // socket's IO pass, so a socket whose timer is due is drained like a ready one
+            let due = sock.timeout().is_some_and(|t| t.is_zero());
+            if self.ready[i] || due || sock.has_pending() {
+                self.ready[i] = false;
+                let mut n = 0;
+                while let Some(frames) = sock.recv() {
+                    self.raw.push((src, frames));
+                    n += 1;
+                    if n == DRAIN_BATCH {
+                        all_empty = false;
+                        self.ready[i] = true;
+                        break;
+                    }
                 }
-                match recv_frames(sock, true) {
-                    Ok(frames) => self.raw.push((src, frames)),
-                    Err(_) => break,
+                while let Some(ev) = sock.event() {
+                    tracing::debug!("client {}: {ev:?}", src.as_str());
                 }
-                n += 1;
+                sock.flush();
+            }
+            timer = match (timer, sock.timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.timer = timer;
+        all_empty
+    }
+
+    /// Sleeps until a socket descriptor or the bell is readable, or `max`; notes which
+    /// sockets are ready.
+    fn sleep(&mut self, wire: &Wire, max: Duration) {
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(wire.bell.as_fd())
+            .chain(wire.fds.iter().map(|f| f.as_fd()))
+            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+            .collect();
+        let ts = Timespec {
+            tv_sec: max.as_secs() as i64,
+            tv_nsec: i64::from(max.subsec_nanos()),
+        };
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                tracing::warn!("client receive poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                self.ready = [true; 7];
             }
         }
-        all_empty
+        let ready = |f: &PollFd<'_>| !f.revents().is_empty();
+        for (r, f) in self.ready.iter_mut().zip(&fds[1..]) {
+            *r |= ready(f);
+        }
+        let bell = ready(&fds[0]);
+        drop(fds);
+        wire.bell.disarm(bell);
     }
 
     fn reject(&mut self, src: Source, why: &dyn std::fmt::Display) {
@@ -298,22 +339,6 @@ impl Receiver {
             buffers: m.buffers,
         })
     }
-}
-
-/// Sleeps until a socket descriptor or the bell is readable, or `max`.
-fn sleep(wire: &Wire, max: Duration) {
-    let mut items: Vec<zmq::PollItem> = std::iter::once(wire.bell.fd())
-        .chain(wire.fds)
-        .map(|fd| zmq::PollItem::from_fd(fd, zmq::POLLIN))
-        .collect();
-    let ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX).max(1);
-    if let Err(e) = zmq::poll(&mut items, ms) {
-        if e != zmq::Error::EINTR {
-            tracing::warn!("client receive poll failed: {e}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    wire.bell.disarm(items[0].is_readable());
 }
 
 fn is_idle(content: &[u8]) -> bool {

@@ -26,15 +26,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use oxipp_wire::frames::DELIMITER;
 use oxipp_wire::signing::Signer;
-use oxipp_wire::sockets::{new_socket, Context, Socket, SocketSpec, SocketType};
 use oxipp_wire::Session;
+use oxipp_zmtp::{Options, Socket, SocketType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("bad connection info: {0}")]
     Config(String),
-    #[error("zmq: {0}")]
-    Zmq(#[from] zmq::Error),
+    #[error("socket: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error("cannot send: {0}")]
+    Send(#[from] oxipp_zmtp::SendError),
     #[error("the client is closed")]
     Closed,
 }
@@ -77,39 +79,37 @@ pub struct Core {
 }
 
 impl Core {
-    /// Connects every socket (ZeroMQ connects lazily, so this does not wait for the
-    /// controller) and starts the IO thread.
+    /// Connects every socket (connections are made in the background, so this does not wait
+    /// for the controller; messages sent before are held until they are) and starts the IO
+    /// thread.
     pub fn connect(connection_json: &str) -> Result<Core, ClientError> {
         oxipp_wire::alloc::keep_large_buffers_on_heap();
         let endpoints = Endpoints::parse(connection_json)?;
         let signer = Signer::new(endpoints.key.as_bytes(), &endpoints.signature_scheme)
             .map_err(ClientError::Config)?;
         let session = Session::with_random_id(signer.clone());
-        let ctx = Context::new();
-        let dealer = |url: &str| -> Result<Socket, ClientError> {
-            let s = new_socket(&ctx, SocketType::DEALER, &SocketSpec::default())?;
-            s.set_linger(0)?;
-            s.connect(url)?;
-            Ok(s)
-        };
-        let sub = |url: &str| -> Result<Socket, ClientError> {
-            let spec = SocketSpec {
-                subscribe_all: true,
-                ..Default::default()
-            };
-            let s = new_socket(&ctx, SocketType::SUB, &spec)?;
-            s.set_linger(0)?;
-            s.connect(url)?;
+        let socket = |kind: SocketType, url: &str| -> Result<Socket, ClientError> {
+            if !url.starts_with("tcp://") {
+                return Err(ClientError::Config(format!(
+                    "{url}: oxipp clients connect over tcp:// only"
+                )));
+            }
+            let mut s = Socket::new(kind, Options::default())?;
+            s.connect(url)
+                .map_err(|e| ClientError::Config(format!("cannot connect to {url}: {e}")))?;
+            if kind == SocketType::Sub {
+                s.subscribe(b"");
+            }
             Ok(s)
         };
         let sockets = io::Sockets {
-            query: dealer(&endpoints.registration)?,
-            mux: dealer(&endpoints.mux)?,
-            task: dealer(&endpoints.task)?,
-            control: dealer(&endpoints.control)?,
-            broadcast: dealer(&endpoints.broadcast)?,
-            iopub: sub(&endpoints.iopub)?,
-            notification: sub(&endpoints.notification)?,
+            query: socket(SocketType::Dealer, &endpoints.registration)?,
+            mux: socket(SocketType::Dealer, &endpoints.mux)?,
+            task: socket(SocketType::Dealer, &endpoints.task)?,
+            control: socket(SocketType::Dealer, &endpoints.control)?,
+            broadcast: socket(SocketType::Dealer, &endpoints.broadcast)?,
+            iopub: socket(SocketType::Sub, &endpoints.iopub)?,
+            notification: socket(SocketType::Sub, &endpoints.notification)?,
         };
         let wire = Arc::new(
             io::Wire::new(sockets, signer, session.id.clone())
@@ -121,10 +121,7 @@ impl Core {
             let (wire, events, stop) = (wire.clone(), events.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("oxipp-client-io".into())
-                .spawn(move || {
-                    let _ctx = ctx; // the context outlives every socket on this thread
-                    io::run_io_thread(wire, events, stop)
-                })
+                .spawn(move || io::run_io_thread(wire, events, stop))
                 .map_err(|e| ClientError::Config(format!("cannot start the IO thread: {e}")))?
         };
         Ok(Core {
@@ -244,8 +241,8 @@ impl Core {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Stops the IO thread and wakes every waiter. (Sent messages are in ZeroMQ's queues; the
-    /// sockets close, with linger 0, when the `Core` is dropped.)
+    /// Stops the IO thread and wakes every waiter. (Sent messages were written, or are queued
+    /// for the kernel, when `send` returned; the sockets close when the `Core` is dropped.)
     pub fn close(&self) {
         if self.stop.swap(true, Ordering::SeqCst) {
             return;

@@ -223,6 +223,38 @@ fn close_ends_waiters_and_refuses_sends() {
         .is_err());
 }
 
+/// A controller that is not listening yet: the client's connection is refused and retried
+/// by the receiving thread's timers, and what was sent meanwhile goes out once it is up (a
+/// due retry must be acted on even while no descriptor is ready).
+#[test]
+fn requests_sent_before_the_controller_listens_go_out_when_it_does() {
+    let ctl = TestController::start();
+    let text = std::fs::read_to_string(ctl.client_file()).expect("client file");
+    let mut info: Value = serde_json::from_str(&text).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    info["registration"] = json!(port);
+    let core = Core::connect(&info.to_string()).expect("connect");
+    let id = send(&core, Channel::Query, None, "connection_request", json!({}));
+    std::thread::sleep(Duration::from_millis(400)); // several refused attempts
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).unwrap();
+    router.set_rcvtimeo(5000).unwrap();
+    router.bind(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    let frames = router
+        .recv_multipart(0)
+        .expect("the held request arrives once the controller listens");
+    let header = frames
+        .iter()
+        .skip_while(|f| f.as_slice() != b"<IDS|MSG>")
+        .nth(2)
+        .expect("header frame");
+    assert_eq!(json_of(header)["msg_id"], id.as_str());
+}
+
 #[test]
 fn bad_connection_info_is_an_error() {
     for bad in ["", "{}", r#"{"interface": "tcp://127.0.0.1"}"#] {

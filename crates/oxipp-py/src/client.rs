@@ -15,7 +15,9 @@ use crate::engine::frames;
 fn to_py(e: ClientError) -> PyErr {
     match e {
         ClientError::Config(_) => PyValueError::new_err(e.to_string()),
-        ClientError::Zmq(_) | ClientError::Closed => PyConnectionError::new_err(e.to_string()),
+        ClientError::Socket(_) | ClientError::Send(_) | ClientError::Closed => {
+            PyConnectionError::new_err(e.to_string())
+        }
     }
 }
 

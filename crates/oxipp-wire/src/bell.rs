@@ -6,7 +6,7 @@
 //! and reply, a client's send) then wake no thread that has nothing to do.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 
@@ -31,6 +31,11 @@ impl Bell {
     /// The descriptor to poll for `POLLIN`.
     pub fn fd(&self) -> RawFd {
         self.rx.as_raw_fd()
+    }
+
+    /// [`Bell::fd`], borrowed (for safe `poll` wrappers).
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.rx.as_fd()
     }
 
     /// The owner is about to sleep: from now on [`Bell::ring`] writes. The owner must check

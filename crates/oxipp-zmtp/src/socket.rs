@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -72,7 +73,6 @@ pub struct Socket {
     subscriptions: Vec<Bytes>,
     read_buf: Vec<u8>,
     items: Vec<Item>,
-    ep_events: Vec<epoll::Event>,
     next_routing_id: u32,
     stats: Stats,
 }
@@ -105,7 +105,6 @@ impl Socket {
             subscriptions: Vec::new(),
             read_buf: vec![0; crate::READ_BUF],
             items: Vec::new(),
-            ep_events: Vec::with_capacity(MAX_EVENTS),
             next_routing_id: rand::random(),
             stats: Stats::default(),
         })
@@ -346,22 +345,18 @@ impl Socket {
                 }
             }
         }
-        let mut evs = std::mem::take(&mut self.ep_events);
-        evs.clear();
+        // a local buffer, not a field: rustix's `Event` holds a pointer union, which would
+        // make the socket `!Send` (clients share theirs between threads behind a mutex)
+        let mut buf = [MaybeUninit::<epoll::Event>::uninit(); MAX_EVENTS];
         let zero = rustix::event::Timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        if epoll::wait(
-            &self.epoll,
-            rustix::buffer::spare_capacity(&mut evs),
-            Some(&zero),
-        )
-        .is_err()
-        {
-            evs.clear(); // EINTR: nothing reported this pass
-        }
-        for ev in &evs {
+        let evs: &[epoll::Event] = match epoll::wait(&self.epoll, &mut buf[..], Some(&zero)) {
+            Ok((evs, _)) => evs,
+            Err(_) => &[], // EINTR: nothing reported this pass
+        };
+        for ev in evs {
             let t = ev.data.u64();
             let flags = ev.flags;
             if self.listeners.contains_key(&t) {
@@ -377,7 +372,6 @@ impl Socket {
                 self.on_readable(t);
             }
         }
-        self.ep_events = evs;
     }
 
     fn expire_handshakes(&mut self, now: Instant) {
@@ -727,3 +721,9 @@ impl std::fmt::Debug for Socket {
             .finish()
     }
 }
+
+/// Clients keep their sockets behind a mutex shared by threads: a socket must stay `Send`.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Socket>();
+};
