@@ -165,6 +165,22 @@ def test_bad_connection_info_is_refused(bad, exc):
         oxipp.Client(bad, timeout=0.5)
 
 
+def test_an_ipc_connection_file_is_a_clear_error():
+    """The client's own ZMTP sockets speak TCP only: an ipc:// controller is refused at once,
+    with a message that says so, instead of a connection that never comes up."""
+    ports = dict.fromkeys(
+        ["registration", "mux", "task", "control", "broadcast", "iopub", "notification"], 1
+    )
+    info = {
+        "interface": "ipc:///tmp/oxipp-no-such",
+        **ports,
+        "key": "k",
+        "signature_scheme": "hmac-sha256",
+    }
+    with pytest.raises(ValueError, match="tcp://"):
+        oxipp.Client(info, timeout=0.5)
+
+
 def test_wrong_key_gets_no_answer_but_a_timeout(cluster):
     import json
 
