@@ -215,7 +215,7 @@ impl Config {
         {
             return Err(
                 "IPP_ENABLE_CURVE is set, but this oxipp build has no CurveZMQ support \
-                        (libzmq is built without libsodium); unset it or use TLS tunnels"
+                        (our ZMTP speaks the NULL mechanism only); unset it or use TLS tunnels"
                     .into(),
             );
         }

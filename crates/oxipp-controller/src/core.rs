@@ -129,10 +129,6 @@ impl Controller {
             self.on_pong(frames, now, out);
             return;
         }
-        if sock == Sock::HbMonitor {
-            self.on_heart_disconnect(frames, now);
-            return;
-        }
         let Some(inb) = self.accept(sock, frames, out) else {
             return;
         };
@@ -147,8 +143,7 @@ impl Controller {
             Sock::IopubIn => self.on_iopub(inb, now, out),
             Sock::BcastClient => self.on_bcast_request(inb, out),
             Sock::BcastLeaf(_) => self.on_bcast_reply(inb, out),
-            Sock::IopubOut | Sock::Notification | Sock::HbPing | Sock::HbPong | Sock::HbMonitor => {
-            }
+            Sock::IopubOut | Sock::Notification | Sock::HbPing | Sock::HbPong => {}
         }
     }
 

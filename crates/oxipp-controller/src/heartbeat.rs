@@ -7,11 +7,12 @@
 //!
 //! A third kind, the probe, makes dead engines known within a second instead of after
 //! `max_misses` periods: when a heart's TCP connection to the pong socket drops (the shell sees
-//! it on a socket monitor: a killed process's kernel closes its sockets at once), we cannot tell
-//! whose it was (libzmq's ROUTER_NOTIFY is a draft API the vendored build lacks), so we ask
-//! everyone: fast pings for `PROBE_WINDOW`, and any registered heart that answers none of them
-//! is stopped. A live engine answers within milliseconds (its heart never waits on Python), and
-//! one that merely reconnected answers after libzmq's 100 ms reconnect interval.
+//! the pong socket's `Disconnected` event: a killed process's kernel closes its sockets at
+//! once), we ask everyone rather than trusting the routing id of the dropped connection (it may
+//! have been replaced by a reconnect already): fast pings for `PROBE_WINDOW`, and any registered
+//! heart that answers none of them is stopped. A live engine answers within milliseconds (its
+//! heart never waits on Python), and one that merely reconnected answers after its 100 ms
+//! reconnect interval.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

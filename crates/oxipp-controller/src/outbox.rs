@@ -21,8 +21,6 @@ pub enum Sock {
     Notification,
     HbPing,
     HbPong,
-    /// PAIR receiving the pong socket's monitor events (connections dropping), see heartbeat.rs.
-    HbMonitor,
     BcastClient,
     /// Engine-facing broadcast socket number `n` (engines connect to `broadcast[id % n]`).
     BcastLeaf(u16),

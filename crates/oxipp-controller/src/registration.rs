@@ -197,17 +197,12 @@ impl Controller {
         }
     }
 
-    /// The shell saw a heart's connection drop (socket monitor event on the pong socket).
-    pub(crate) fn on_heart_disconnect(&mut self, frames: Vec<Frame>, now: Instant) {
-        // monitor events: [u16 event | u32 value (little endian)], [endpoint]
-        let is_disconnect = frames.first().is_some_and(|f| {
-            f.len() >= 2
-                && u16::from_le_bytes([f[0], f[1]]) == zmq::SocketEvent::DISCONNECTED as u16
-        });
-        if is_disconnect {
-            self.stats.bump("heart_disconnects");
-            self.heart.probe(now);
-        }
+    /// The shell saw a heart's connection to the pong socket drop (its `Disconnected`
+    /// event): starts a probe (heartbeat.rs), so a killed engine is unregistered within a
+    /// second.
+    pub fn on_heart_disconnect(&mut self, now: Instant) {
+        self.stats.bump("heart_disconnects");
+        self.heart.probe(now);
     }
 
     /// Removes an engine everywhere, tells clients, and arranges for its unfinished work to

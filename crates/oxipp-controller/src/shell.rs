@@ -4,20 +4,29 @@
 //! One thread serves everything. Per message the work is a parse, an HMAC and a hash-map
 //! lookup or two, so a single loop keeps up with far more traffic than the engines can make,
 //! and needs no locks between Hub, schedulers and relays.
+//!
+//! The sockets are [`oxipp_zmtp::Socket`]s: this thread itself reads and writes the TCP
+//! connections (no libzmq IO thread, no wake-ups handed between threads). Each socket is one
+//! epoll descriptor; the loop polls them all, takes up to [`BATCH`] messages from each ready
+//! socket, feeds them to the core (whose sends only queue), and then writes everything
+//! queued with one `flush` per socket that has output: one `writev` per connection per
+//! pass. A heart's connection dropping is the pong socket's `Disconnected` event.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use bytes::Bytes;
 use oxipp_taskdb::{MemoryLimits, MemoryStore, NoDb, SqliteStore, TaskStore};
 use oxipp_wire::connection::{self, ClientInfo, EngineInfo};
-use oxipp_wire::sockets::{self, SocketSpec};
 use oxipp_wire::{Frame, Signer};
+use oxipp_zmtp::{Event, Options, Socket, SocketType};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use serde_json::json;
-use zmq::SocketType;
 
 use crate::config::{Config, DbKind};
 use crate::core::{Controller, EngineConnInfo};
@@ -26,6 +35,8 @@ use crate::outbox::{Outbox, Sock};
 /// Unroutable engine-facing sends are retried this long (an engine's connection may still be
 /// completing its handshake) before being dropped with a warning.
 const DEFERRED_SEND_LIMIT: Duration = Duration::from_secs(2);
+/// How long queued output may take to leave at shutdown (the linger oxipp set on libzmq).
+const LINGER: Duration = Duration::from_secs(1);
 /// Messages taken from one socket before looking at the others, for fairness.
 const BATCH: usize = 512;
 
@@ -35,18 +46,6 @@ struct Deferred {
     give_up: Instant,
 }
 
-/// Queues what the core sends; [`flush`] puts it on the wire after each batch of received
-/// messages, so that libzmq's I/O thread is woken once per batch and writes several
-/// messages per system call, instead of being woken for (and writing) each one on its own.
-struct ZmqOutbox<'a> {
-    sockets: &'a HashMap<Sock, zmq::Socket>,
-    queue: &'a mut Vec<(Sock, Vec<Frame>)>,
-    /// Sockets sent on: a send may process the socket's pending commands (including the
-    /// "messages arrived" one that makes its descriptor readable), so the loop must look
-    /// at them again instead of trusting the descriptor.
-    touched: &'a mut Vec<Sock>,
-}
-
 fn engine_facing(s: Sock) -> bool {
     matches!(
         s,
@@ -54,48 +53,99 @@ fn engine_facing(s: Sock) -> bool {
     )
 }
 
-impl Outbox for ZmqOutbox<'_> {
-    fn send(&mut self, sock: Sock, frames: Vec<Frame>) -> bool {
-        if !self.sockets.contains_key(&sock) {
+/// The controller's sockets, with the index of each role for the core's sends.
+struct Sockets {
+    list: Vec<(Sock, Socket)>,
+    index: HashMap<Sock, usize, foldhash::fast::RandomState>,
+    /// Indices of sockets sent on since the last [`Sockets::flush`].
+    dirty: Vec<usize>,
+}
+
+impl Sockets {
+    fn new() -> Sockets {
+        Sockets {
+            list: Vec::new(),
+            index: HashMap::default(),
+            dirty: Vec::new(),
+        }
+    }
+
+    fn insert(&mut self, sock: Sock, s: Socket) {
+        self.index.insert(sock, self.list.len());
+        self.list.push((sock, s));
+    }
+
+    fn get_mut(&mut self, sock: Sock) -> Option<&mut Socket> {
+        let i = *self.index.get(&sock)?;
+        Some(&mut self.list[i].1)
+    }
+
+    /// Queues one message; an engine-facing ROUTER that does not know the peer yet (its
+    /// connection may still be completing its handshake) gets it again later (`deferred`).
+    fn send(
+        &mut self,
+        sock: Sock,
+        frames: Vec<Frame>,
+        deferred: &mut VecDeque<Deferred>,
+        give_up: Instant,
+    ) -> bool {
+        let Some(&i) = self.index.get(&sock) else {
             return false;
+        };
+        let s = &mut self.list[i].1;
+        // (messages for a peer that already has some deferred wait behind them: order)
+        if engine_facing(sock)
+            && s.kind() == SocketType::Router
+            && frames.first().is_some_and(|id| {
+                !s.has_peer(id)
+                    || deferred
+                        .iter()
+                        .any(|d| d.sock == sock && d.frames.first() == Some(id))
+            })
+        {
+            deferred.push_back(Deferred {
+                sock,
+                frames,
+                give_up,
+            });
+            return true;
         }
-        if !self.touched.contains(&sock) {
-            self.touched.push(sock);
+        match s.send(frames) {
+            Ok(()) => {}
+            // client-facing ROUTERs drop unroutable messages silently, like libzmq's
+            Err(e) => tracing::warn!("send on {sock:?} failed: {e}"),
         }
-        self.queue.push((sock, frames));
+        if !self.dirty.contains(&i) {
+            self.dirty.push(i);
+        }
         true
+    }
+
+    /// Writes what the sends queued: one `writev` per connection with output.
+    fn flush(&mut self) {
+        for i in self.dirty.drain(..) {
+            self.list[i].1.flush();
+        }
     }
 }
 
-/// Sends everything queued, in order. An engine-facing ROUTER that does not know the peer
-/// yet (its connection may still be completing) gets the message again later.
-fn flush(
-    sockets: &HashMap<Sock, zmq::Socket>,
-    queue: &mut Vec<(Sock, Vec<Frame>)>,
-    deferred: &mut VecDeque<Deferred>,
-    now: Instant,
-) {
-    for (sock, frames) in queue.drain(..) {
-        let Some(s) = sockets.get(&sock) else {
-            continue;
-        };
-        match sockets::send_frames(s, frames.iter()) {
-            Ok(()) => {}
-            Err(zmq::Error::EHOSTUNREACH) if engine_facing(sock) => {
-                deferred.push_back(Deferred {
-                    sock,
-                    frames,
-                    give_up: now + DEFERRED_SEND_LIMIT,
-                });
-            }
-            Err(e) => tracing::warn!("send on {sock:?} failed: {e}"),
-        }
+/// What the core sends goes straight into the sockets' queues (no system call); the loop
+/// flushes them once per pass.
+struct ZmtpOutbox<'a> {
+    sockets: &'a mut Sockets,
+    deferred: &'a mut VecDeque<Deferred>,
+    give_up: Instant,
+}
+
+impl Outbox for ZmtpOutbox<'_> {
+    fn send(&mut self, sock: Sock, frames: Vec<Frame>) -> bool {
+        self.sockets.send(sock, frames, self.deferred, self.give_up)
     }
 }
 
 /// Bound sockets and the ports they got.
 struct Bound {
-    sockets: HashMap<Sock, zmq::Socket>,
+    sockets: Sockets,
     client: ClientInfo,
     engine: EngineInfo,
 }
@@ -123,32 +173,7 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Subscribes to the pong socket's disconnect events: a PAIR socket (`Sock::HbMonitor`) gets
-/// one message whenever a heart's connection drops, which starts a probe (heartbeat.rs) so a
-/// killed engine is unregistered within a second.
-fn watch_heart_connections(
-    ctx: &zmq::Context,
-    sockets: &mut HashMap<Sock, zmq::Socket>,
-) -> anyhow::Result<()> {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let Some(pong) = sockets.get(&Sock::HbPong) else {
-        return Ok(());
-    };
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let endpoint = format!("inproc://oxipp-hb-pong-monitor-{}-{n}", std::process::id());
-    pong.monitor(&endpoint, zmq::SocketEvent::DISCONNECTED as i32)
-        .context("monitoring the heartbeat socket")?;
-    let events = ctx.socket(SocketType::PAIR)?;
-    events.set_linger(0)?;
-    events
-        .connect(&endpoint)
-        .context("connecting to the heartbeat socket monitor")?;
-    sockets.insert(Sock::HbMonitor, events);
-    Ok(())
-}
-
 fn bind_all(
-    ctx: &zmq::Context,
     cfg: &Config,
     reuse: Option<(ClientInfo, EngineInfo)>,
     key: &str,
@@ -167,7 +192,7 @@ fn bind_all(
         Some((c, e)) => (Some(c), Some(e)),
         None => (None, None),
     };
-    let mut sockets = HashMap::new();
+    let mut sockets = Sockets::new();
     let mut mk = |sock: Sock,
                   kind: SocketType,
                   ident: Option<&[u8]>,
@@ -175,27 +200,29 @@ fn bind_all(
                   port: u16,
                   sub: bool|
      -> anyhow::Result<u16> {
-        let s = sockets::new_socket(
-            ctx,
-            kind,
-            &SocketSpec {
-                identity: ident,
-                subscribe_all: sub,
-            },
-        )
-        .with_context(|| format!("creating {sock:?} socket"))?;
-        if kind == SocketType::ROUTER && engine_facing(sock) {
-            s.set_router_mandatory(true)?;
+        // What oxipp set on its libzmq sockets: no high-water marks (zmtp has none), an
+        // identity, handover on ROUTERs; ROUTER_MANDATORY only on the engine-facing ones
+        // (the shell defers unroutable sends there), client-facing ones drop silently.
+        let opts = Options {
+            identity: Bytes::copy_from_slice(ident.unwrap_or_default()),
+            router_mandatory: kind == SocketType::Router && engine_facing(sock),
+            router_handover: true,
+            ..Options::default()
+        };
+        let mut s = Socket::new(kind, opts).with_context(|| format!("creating {sock:?} socket"))?;
+        if sub {
+            s.subscribe(b"");
         }
         let port = if port == 0 { pool.next() } else { port };
-        let p = sockets::bind(&s, iface, port)
+        let p = s
+            .bind(&format!("{iface}:{port}"))
             .with_context(|| format!("binding {sock:?} on {iface}:{port}"))?;
         sockets.insert(sock, s);
         Ok(p)
     };
     let registration = mk(
         Sock::Query,
-        SocketType::ROUTER,
+        SocketType::Router,
         None,
         &ciface,
         rc.map_or(0, |c| c.registration),
@@ -203,7 +230,7 @@ fn bind_all(
     )?;
     let mux_c = mk(
         Sock::MuxClient,
-        SocketType::ROUTER,
+        SocketType::Router,
         Some(b"mux_in"),
         &ciface,
         rc.map_or(0, |c| c.mux),
@@ -211,7 +238,7 @@ fn bind_all(
     )?;
     let mux_e = mk(
         Sock::MuxEngine,
-        SocketType::ROUTER,
+        SocketType::Router,
         Some(b"mux_out"),
         &eiface,
         re.map_or(0, |e| e.mux),
@@ -219,16 +246,16 @@ fn bind_all(
     )?;
     let task_c = mk(
         Sock::TaskClient,
-        SocketType::ROUTER,
+        SocketType::Router,
         Some(b"task_in"),
         &ciface,
         rc.map_or(0, |c| c.task),
         false,
     )?;
     let task_kind = if cfg.scheme == "pure" {
-        SocketType::DEALER
+        SocketType::Dealer
     } else {
-        SocketType::ROUTER
+        SocketType::Router
     };
     let task_e = mk(
         Sock::TaskEngine,
@@ -240,7 +267,7 @@ fn bind_all(
     )?;
     let ctl_c = mk(
         Sock::ControlClient,
-        SocketType::ROUTER,
+        SocketType::Router,
         Some(b"control_in"),
         &ciface,
         rc.map_or(0, |c| c.control),
@@ -248,7 +275,7 @@ fn bind_all(
     )?;
     let ctl_e = mk(
         Sock::ControlEngine,
-        SocketType::ROUTER,
+        SocketType::Router,
         Some(b"control_out"),
         &eiface,
         re.map_or(0, |e| e.control),
@@ -256,7 +283,7 @@ fn bind_all(
     )?;
     let iopub_c = mk(
         Sock::IopubOut,
-        SocketType::PUB,
+        SocketType::Pub,
         None,
         &ciface,
         rc.map_or(0, |c| c.iopub),
@@ -264,7 +291,7 @@ fn bind_all(
     )?;
     let iopub_e = mk(
         Sock::IopubIn,
-        SocketType::SUB,
+        SocketType::Sub,
         None,
         &eiface,
         re.map_or(0, |e| e.iopub),
@@ -272,7 +299,7 @@ fn bind_all(
     )?;
     let notification = mk(
         Sock::Notification,
-        SocketType::PUB,
+        SocketType::Pub,
         None,
         &ciface,
         rc.map_or(0, |c| c.notification),
@@ -280,7 +307,7 @@ fn bind_all(
     )?;
     let hb_ping = mk(
         Sock::HbPing,
-        SocketType::PUB,
+        SocketType::Pub,
         None,
         &eiface,
         re.map_or(0, |e| e.hb_ping),
@@ -288,7 +315,7 @@ fn bind_all(
     )?;
     let hb_pong = mk(
         Sock::HbPong,
-        SocketType::ROUTER,
+        SocketType::Router,
         None,
         &eiface,
         re.map_or(0, |e| e.hb_pong),
@@ -296,7 +323,7 @@ fn bind_all(
     )?;
     let bcast_c = mk(
         Sock::BcastClient,
-        SocketType::ROUTER,
+        SocketType::Router,
         Some(b"sub_scheduler_0"),
         &ciface,
         rc.map_or(0, |c| c.broadcast),
@@ -317,7 +344,7 @@ fn bind_all(
         let port = re.and_then(|e| e.broadcast.get(i).copied()).unwrap_or(0);
         leaves.push(mk(
             Sock::BcastLeaf(i as u16),
-            SocketType::ROUTER,
+            SocketType::Router,
             Some(ident.as_bytes()),
             &eiface,
             port,
@@ -326,12 +353,11 @@ fn bind_all(
     }
     if eiface != ciface {
         // Engines reach the registration port on the engine interface too.
-        if let Some(q) = sockets.get(&Sock::Query) {
+        if let Some(q) = sockets.get_mut(Sock::Query) {
             q.bind(&format!("{eiface}:{registration}"))
                 .context("binding registration on the engine interface")?;
         }
     }
-    watch_heart_connections(ctx, &mut sockets)?;
     let location = cfg.location.clone().unwrap_or_else(hostname);
     let client = ClientInfo {
         ssh: cfg.ssh_server.clone(),
@@ -451,9 +477,8 @@ pub fn serve(
     };
     let signer = Signer::new(key.as_bytes(), &cfg.signature_scheme).map_err(anyhow::Error::msg)?;
     raise_fd_limit();
-    let ctx = zmq::Context::new();
     let reused = reuse.is_some();
-    let bound = bind_all(&ctx, &cfg, reuse, &key)?;
+    let mut bound = bind_all(&cfg, reuse, &key)?;
     if !reused {
         connection::write_private_json(&engine_path, &bound.engine)?;
         connection::write_private_json(&client_path, &bound.client)?;
@@ -500,7 +525,8 @@ pub fn serve(
         core.cfg.scheme,
         core.cfg.hb_period_ms
     );
-    let result = event_loop(&mut core, &bound.sockets, &stop);
+    let result = event_loop(&mut core, &mut bound.sockets, &stop);
+    linger(&mut bound.sockets, LINGER);
     if let Err(e) = core.flush_db() {
         tracing::error!("final task database flush failed: {e}");
     }
@@ -516,94 +542,40 @@ pub fn serve(
     result
 }
 
-/// One socket the loop reads.
-struct Input<'a> {
-    sock: Sock,
-    z: &'a zmq::Socket,
-    /// libzmq's signalling descriptor: readable when the socket has commands to process
-    /// (e.g. "messages arrived" after its queue ran dry).
-    fd: std::os::fd::RawFd,
-    /// Not known to be drained: the last receive did not end with EAGAIN, or something
-    /// else (a send) may have consumed the descriptor's wake-up.
-    active: bool,
+/// Waits until one of `fds` is readable or `timeout` has passed; `ready[i]`: whether
+/// `fds[i]` is. An interrupted wait (a signal) counts as a timeout.
+fn wait(fds: &[OwnedFd], timeout: Duration, ready: &mut [bool]) -> std::io::Result<()> {
+    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(f, PollFlags::IN)).collect();
+    let ts = Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match rustix::event::poll(&mut pfds, Some(&ts)) {
+        Ok(_) => {
+            for (r, p) in ready.iter_mut().zip(&pfds) {
+                *r = !p.revents().is_empty();
+            }
+            Ok(())
+        }
+        Err(rustix::io::Errno::INTR) => {
+            ready.fill(false);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// A received frame large enough to be kept as the ZeroMQ message itself.
-struct ZmqBytes(zmq::Message);
-
-impl AsRef<[u8]> for ZmqBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Receives one multipart message without blocking. The small frames are copied into one
-/// buffer shared by all of them (one allocation per message instead of one per frame);
-/// frames of at least [`sockets::ZERO_COPY_MIN`] bytes keep their ZeroMQ message (no copy).
-/// `parts` is scratch space reused across calls.
-fn recv_message(s: &zmq::Socket, parts: &mut Vec<zmq::Message>) -> zmq::Result<Vec<Frame>> {
-    let mut n = 0;
-    loop {
-        if parts.len() <= n {
-            parts.push(zmq::Message::new());
-        }
-        s.recv(&mut parts[n], if n == 0 { zmq::DONTWAIT } else { 0 })?;
-        let more = parts[n].get_more();
-        n += 1;
-        if !more {
-            break;
-        }
-    }
-    let small = |m: &zmq::Message| m.len() < sockets::ZERO_COPY_MIN;
-    let total: usize = parts[..n]
-        .iter()
-        .filter(|m| small(m))
-        .map(|m| m.len())
-        .sum();
-    let mut buf = bytes::BytesMut::with_capacity(total);
-    for m in parts[..n].iter().filter(|m| small(m)) {
-        buf.extend_from_slice(m);
-    }
-    let buf = buf.freeze();
-    let mut frames = Vec::with_capacity(n);
-    let mut off = 0;
-    for m in &mut parts[..n] {
-        if small(m) {
-            frames.push(buf.slice(off..off + m.len()));
-            off += m.len();
-        } else {
-            let owned = std::mem::replace(m, zmq::Message::new());
-            frames.push(bytes::Bytes::from_owner(ZmqBytes(owned)));
-        }
-    }
-    Ok(frames)
-}
-
-fn event_loop(
-    core: &mut Controller,
-    socks: &HashMap<Sock, zmq::Socket>,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let mut inputs: Vec<Input> = Vec::new();
-    for (s, z) in socks {
-        if matches!(s, Sock::IopubOut | Sock::Notification | Sock::HbPing) {
-            continue;
-        }
-        inputs.push(Input {
-            sock: *s,
-            z,
-            fd: z.get_fd()?,
-            active: true,
-        });
-    }
+fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> anyhow::Result<()> {
+    let n = socks.list.len();
+    // Every socket is polled, the PUBs too: their IO pass accepts subscribers, reads their
+    // subscriptions and writes what a flush could not. Polled through duplicates of the
+    // sockets' epoll descriptors (the same epoll instances), which do not borrow `socks`.
+    let fds = socks.poll_fds()?;
+    let mut ready = vec![false; n];
+    // Not known to be drained: the last pass stopped at the batch limit.
+    let mut busy = vec![true; n];
     let mut deferred: VecDeque<Deferred> = VecDeque::new();
-    let mut touched: Vec<Sock> = Vec::new();
-    let mut queue: Vec<(Sock, Vec<Frame>)> = Vec::new();
-    let mut parts: Vec<zmq::Message> = Vec::new();
-    let mut items: Vec<zmq::PollItem> = inputs
-        .iter()
-        .map(|i| zmq::PollItem::from_fd(i.fd, zmq::POLLIN))
-        .collect();
+    let mut batch: Vec<Vec<Frame>> = Vec::with_capacity(BATCH);
     loop {
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received; shutting down");
@@ -613,108 +585,161 @@ fn event_loop(
         if core.exit_at().is_some_and(|t| now >= t) {
             return Ok(());
         }
-        // One poll(2) over the signalling descriptors tells which drained sockets got
-        // something; sockets not known to be drained are read regardless. It blocks only
-        // when every socket is drained. (Asking each socket with a non-blocking receive,
-        // as before, cost a system call per socket per pass.)
-        let busy = inputs.iter().any(|i| i.active);
-        let timeout = if busy {
-            0
+        // Sleep only when every socket is drained and has nothing queued; never past the
+        // core's next deadline or a socket's timer (reconnect, handshake expiry), which is
+        // acted on only inside its IO pass.
+        let pending = busy.iter().any(|&b| b) || socks.list.iter().any(|(_, s)| s.has_pending());
+        let timeout = if pending {
+            Duration::ZERO
         } else {
-            let mut wait = core.next_deadline().saturating_duration_since(now);
+            let mut wait = core
+                .next_deadline()
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100));
             if !deferred.is_empty() {
                 wait = wait.min(Duration::from_millis(5));
             }
-            wait.min(Duration::from_millis(100)).as_millis() as i64
+            for (_, s) in &socks.list {
+                if let Some(t) = s.timeout() {
+                    wait = wait.min(t);
+                }
+            }
+            wait
         };
-        match zmq::poll(&mut items, timeout) {
-            Ok(_) | Err(zmq::Error::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+        wait(&fds, timeout, &mut ready).context("polling the controller's sockets")?;
         let mut received = 0usize;
-        for (input, item) in inputs.iter_mut().zip(items.iter()) {
-            if !input.active && !item.is_readable() {
+        for i in 0..n {
+            let (sock, s) = &mut socks.list[i];
+            let sock = *sock;
+            let due = s.timeout().is_some_and(|t| t.is_zero());
+            if !(busy[i] || ready[i] || due || s.has_pending()) {
                 continue;
             }
-            input.active = true;
-            for _ in 0..BATCH {
-                match recv_message(input.z, &mut parts) {
-                    Ok(frames) => {
-                        received += 1;
-                        let now = Instant::now();
-                        let mut out = ZmqOutbox {
-                            sockets: socks,
-                            queue: &mut queue,
-                            touched: &mut touched,
-                        };
-                        core.handle(input.sock, frames, now, &mut out);
+            while batch.len() < BATCH {
+                match s.recv() {
+                    Some(m) => batch.push(m),
+                    None => break,
+                }
+            }
+            busy[i] = batch.len() == BATCH;
+            let now = Instant::now();
+            let mut connected = false;
+            while let Some(ev) = s.event() {
+                match ev {
+                    Event::Connected { .. } => connected = true,
+                    Event::Disconnected { .. } if sock == Sock::HbPong => {
+                        core.on_heart_disconnect(now);
                     }
-                    Err(zmq::Error::EAGAIN) => {
-                        input.active = false;
-                        break;
-                    }
-                    Err(zmq::Error::EINTR) => break,
-                    Err(e) => {
-                        tracing::error!("receive on {:?} failed: {e}", input.sock);
-                        input.active = false;
-                        break;
+                    Event::Disconnected { .. } => {}
+                    Event::Rejected { addr, error } => {
+                        tracing::warn!("{sock:?}: dropped the connection from {addr}: {error}");
                     }
                 }
             }
-            if !queue.is_empty() {
-                flush(socks, &mut queue, &mut deferred, Instant::now());
+            if connected && engine_facing(sock) && !deferred.is_empty() {
+                // a peer that deferred messages wait for may be this one
+                socks.retry_deferred(&mut deferred, now);
+            }
+            received += batch.len();
+            let mut out = ZmtpOutbox {
+                sockets: socks,
+                deferred: &mut deferred,
+                give_up: now + DEFERRED_SEND_LIMIT,
+            };
+            for frames in batch.drain(..) {
+                core.handle(sock, frames, Instant::now(), &mut out);
             }
         }
+        socks.flush();
         let idle = received == 0;
         let now = Instant::now();
         if now >= core.next_deadline() || idle {
-            let mut out = ZmqOutbox {
+            let mut out = ZmtpOutbox {
                 sockets: socks,
-                queue: &mut queue,
-                touched: &mut touched,
+                deferred: &mut deferred,
+                give_up: now + DEFERRED_SEND_LIMIT,
             };
             core.tick(now, &mut out);
-            flush(socks, &mut queue, &mut deferred, now);
         }
         if !deferred.is_empty() {
-            touched.extend(deferred.iter().map(|d| d.sock));
-            retry_deferred(socks, &mut deferred, now);
+            socks.retry_deferred(&mut deferred, now);
         }
-        if !touched.is_empty() {
-            for input in inputs.iter_mut() {
-                if touched.contains(&input.sock) {
-                    input.active = true;
-                }
-            }
-            touched.clear();
+        socks.flush();
+    }
+}
+
+/// After the loop: what is still queued (a shutdown reply, the last notifications) gets up
+/// to `limit` to reach the kernel, as libzmq's linger gave it.
+fn linger(socks: &mut Sockets, limit: Duration) {
+    socks.flush();
+    let until = Instant::now() + limit;
+    let Ok(fds) = socks.poll_fds() else { return };
+    let mut ready = vec![false; fds.len()];
+    loop {
+        if socks.list.iter().all(|(_, s)| s.queued_bytes() == 0) {
+            return;
+        }
+        let now = Instant::now();
+        if now >= until {
+            tracing::warn!("shutting down with unsent output");
+            return;
+        }
+        if wait(
+            &fds,
+            (until - now).min(Duration::from_millis(10)),
+            &mut ready,
+        )
+        .is_err()
+        {
+            return;
+        }
+        for (_, s) in socks.list.iter_mut() {
+            s.handle_io();
         }
     }
 }
 
-fn retry_deferred(
-    socks: &HashMap<Sock, zmq::Socket>,
-    deferred: &mut VecDeque<Deferred>,
-    now: Instant,
-) {
-    for _ in 0..deferred.len() {
-        let Some(d) = deferred.pop_front() else { break };
-        let Some(s) = socks.get(&d.sock) else {
-            continue;
-        };
-        match sockets::send_frames(s, d.frames.iter()) {
-            Ok(()) => {}
-            Err(zmq::Error::EHOSTUNREACH) if now < d.give_up => deferred.push_back(d),
-            Err(e) => {
-                let peer = d
-                    .frames
-                    .first()
-                    .map(|f| String::from_utf8_lossy(f).into_owned())
-                    .unwrap_or_default();
-                tracing::warn!(
-                    "dropping a message for engine {peer:?} on {:?}: {e} for {:?}",
-                    d.sock,
-                    DEFERRED_SEND_LIMIT
-                );
+impl Sockets {
+    /// Duplicates of the sockets' epoll descriptors, in `list` order.
+    fn poll_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
+        self.list
+            .iter()
+            .map(|(_, s)| s.as_fd().try_clone_to_owned())
+            .collect()
+    }
+
+    /// Sends the deferred messages whose peer has connected meanwhile, drops those older
+    /// than [`DEFERRED_SEND_LIMIT`] with a warning, keeps the rest (in order).
+    fn retry_deferred(&mut self, deferred: &mut VecDeque<Deferred>, now: Instant) {
+        for _ in 0..deferred.len() {
+            let Some(d) = deferred.pop_front() else { break };
+            let Some(&i) = self.index.get(&d.sock) else {
+                continue;
+            };
+            let s = &mut self.list[i].1;
+            let routable = d.frames.first().is_some_and(|id| s.has_peer(id));
+            if !routable {
+                if now < d.give_up {
+                    deferred.push_back(d);
+                } else {
+                    let peer = d
+                        .frames
+                        .first()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        "dropping a message for engine {peer:?} on {:?}: not connected for {:?}",
+                        d.sock,
+                        DEFERRED_SEND_LIMIT
+                    );
+                }
+                continue;
+            }
+            if let Err(e) = s.send(d.frames) {
+                tracing::warn!("send on {:?} failed: {e}", d.sock);
+            }
+            if !self.dirty.contains(&i) {
+                self.dirty.push(i);
             }
         }
     }

@@ -343,3 +343,80 @@ fn control_round_trip_swaps_routing() {
     assert_eq!(r.idents, vec![fr(e.uuid.as_bytes())]);
     assert_eq!(msg_type(&r), mt::CLEAR_REPLY);
 }
+
+/// A request for an engine whose shell connection is not there yet (registered, but its mux
+/// socket still connecting) is held and delivered once the connection is made, not dropped
+/// (ROUTER_MANDATORY's unroutable error defers the send for up to 2 s).
+#[test]
+fn request_for_an_engine_whose_shell_connects_late_is_delivered() {
+    use oxipp_wire::sockets::{recv_frames, send_frames};
+    use oxipp_wire::Session;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let ctl = TestController::start();
+    let client = FakeClient::connect(&ctl);
+    let info = &ctl.engine_info;
+    let uuid = oxipp_wire::session::new_id();
+    let session = Session::new(uuid.clone(), ctl.signer.clone());
+    let sock = |kind: zmq::SocketType| {
+        let s = ctl.ctx.socket(kind).expect("socket");
+        s.set_linger(0).expect("linger");
+        s.set_identity(uuid.as_bytes()).expect("identity");
+        s
+    };
+    // Registration and a heart that beats (on its own thread), but no shell yet.
+    let reg = sock(zmq::SocketType::DEALER);
+    reg.connect(&ctl.engine_url(info.registration))
+        .expect("connect");
+    let req = session.build(
+        vec![],
+        mt::REGISTRATION_REQUEST,
+        None,
+        &json!({}),
+        &json!({"uuid": uuid}),
+        vec![],
+    );
+    send_frames(&reg, req.into_frames()).expect("send");
+    let reply = parse_signed(&ctl.signer, recv_within(&reg, DEADLINE).expect("reply"));
+    assert_eq!(content(&reply)["status"], "ok");
+    let hb_in = ctl.ctx.socket(zmq::SocketType::SUB).expect("sub");
+    hb_in.set_linger(0).expect("linger");
+    hb_in.set_subscribe(b"").expect("subscribe");
+    hb_in
+        .connect(&ctl.engine_url(info.hb_ping))
+        .expect("connect");
+    let hb_out = sock(zmq::SocketType::DEALER);
+    hb_out
+        .connect(&ctl.engine_url(info.hb_pong))
+        .expect("connect");
+    let beating = Arc::new(AtomicBool::new(true));
+    let b2 = Arc::clone(&beating);
+    let heart = std::thread::spawn(move || {
+        while b2.load(Ordering::SeqCst) {
+            if hb_in.poll(zmq::POLLIN, 50).expect("poll") > 0 {
+                while let Ok(ping) = recv_frames(&hb_in, true) {
+                    let _ = send_frames(&hb_out, ping);
+                }
+            }
+        }
+    });
+    client.wait_registered(std::slice::from_ref(&uuid), DEADLINE);
+
+    let m = client.msg(
+        vec![fr(uuid.as_bytes())],
+        mt::APPLY_REQUEST,
+        json!({}),
+        json!({}),
+        apply_buffers(),
+    );
+    client.send(&client.mux, &m);
+    std::thread::sleep(Duration::from_millis(500));
+    let shell = sock(zmq::SocketType::ROUTER);
+    shell.connect(&ctl.engine_url(info.mux)).expect("connect");
+    let frames = recv_within(&shell, DEADLINE).expect("the held request was never delivered");
+    let got = Message::parse(frames).expect("engine got garbage");
+    assert_eq!(got.header, m.header);
+    beating.store(false, Ordering::SeqCst);
+    heart.join().expect("heart thread");
+}

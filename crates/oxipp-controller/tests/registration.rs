@@ -105,6 +105,38 @@ fn nanny_unregistration_request_unregisters_at_once() {
     );
 }
 
+/// The death probe: an engine whose heart connection drops (its process killed: the kernel
+/// closes its sockets) is unregistered within a second, long before heart failure (100 missed
+/// beats of 100 ms here) could explain it, and a live engine survives the probe. The shell sees the
+/// drop as the pong socket's `Disconnected` event.
+#[test]
+fn engine_whose_heart_connection_drops_is_unregistered_within_a_second() {
+    let ctl = TestController::start_with(&["--HeartMonitor.max_heartmonitor_misses=100"]);
+    let client = FakeClient::connect(&ctl);
+    let mut engines = start_engines(&ctl, &client, 2, false);
+    let victim = engines.remove(0);
+    let survivor = &engines[0];
+    let uuid = victim.uuid.clone();
+    let id = victim.id;
+    let dropped = Instant::now();
+    drop(victim); // closes every socket of the fake engine, its heart's too
+    let (n, at) = client
+        .wait_notification(mt::UNREGISTRATION_NOTIFICATION, &uuid, DEADLINE)
+        .expect("no unregistration_notification");
+    assert!(
+        at - dropped < Duration::from_millis(1000),
+        "took {:?}",
+        at - dropped
+    );
+    assert_eq!(content(&n), json!({"id": id, "uuid": uuid}));
+    std::thread::sleep(QUIET);
+    assert_eq!(
+        client.engines(),
+        json!({survivor.id.to_string(): survivor.uuid}),
+        "the live engine answered the probe"
+    );
+}
+
 #[test]
 fn connection_files_are_private_and_have_every_key() {
     use std::os::unix::fs::PermissionsExt;
