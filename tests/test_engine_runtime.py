@@ -108,9 +108,13 @@ class Cluster:
         self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log))
         wait_for(lambda: self.client_file.exists() and self.engine_file.exists(), 10, "files")
 
-    def start_engine(self, *args: str) -> subprocess.Popen:
+    def start_engine(
+        self, *args: str, executor: str | None = "test_engine_runtime:StandInExecutor"
+    ) -> subprocess.Popen:
         env = dict(os.environ)
-        env["OXIPP_ENGINE_EXECUTOR"] = "test_engine_runtime:StandInExecutor"
+        env.pop("OXIPP_ENGINE_EXECUTOR", None)
+        if executor:
+            env["OXIPP_ENGINE_EXECUTOR"] = executor
         env["PYTHONPATH"] = os.pathsep.join(
             [str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])]
         )
@@ -162,6 +166,30 @@ def test_registers_with_requested_id_and_applies(cluster):
         rc.shutdown(targets=[3], block=True)
         assert engine.wait(10) == 0
         wait_for(lambda: rc.ids == [], 10, "the engine to unregister")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_no_library_io_threads_only_the_engines_own(cluster):
+    """The engine's sockets speak ZMTP on the threads that use them (oxipp-zmtp): besides the
+    main thread, an engine that has registered and served requests runs only its own named
+    Rust threads (IO, heart, fd reader) — no libzmq IO or reaper thread."""
+    cluster.start_controller()
+    # the real executor (the stand-in's imports start a thread of their own)
+    engine = cluster.start_engine(executor=None)
+    with cluster.client() as rc:
+        rc.wait_for_engines(1, timeout=20)
+        [eid] = rc.ids
+        for i in range(20):
+            assert rc[eid].apply_sync(double, i) == 2 * i
+        tasks = Path(f"/proc/{engine.pid}/task")
+        threads = {int(t.name): (t / "comm").read_text().strip() for t in tasks.iterdir()}
+    others = {
+        tid: name
+        for tid, name in threads.items()
+        if tid != engine.pid and not name.startswith("oxipp-engine")
+    }
+    assert others == {}, f"unexpected threads {others} among {threads}"
+    assert {"oxipp-engine-io", "oxipp-engine-he"} <= set(threads.values()), threads
 
 
 def test_kill_9_fails_an_in_flight_direct_apply(cluster):

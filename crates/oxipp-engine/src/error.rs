@@ -11,6 +11,9 @@ pub enum EngineError {
     /// The controller answered the registration with an error (e.g. uuid already registered).
     #[error("registration refused: {0}")]
     Refused(String),
+    /// A socket could not be made or used.
+    #[error("{0}")]
+    Io(String),
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
     /// Invalid argument from the executor side (bad JSON content).

@@ -3,20 +3,21 @@
 //! It runs in its own thread and touches nothing but its two sockets and an atomic flag, so a
 //! task holding the GIL for minutes never makes the engine look dead (a stock engine's heart is
 //! a zmq device thread for the same reason).
+//! Its sockets are [`oxipp_zmtp`] ones, driven by this thread alone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxipp_wire::sockets::{new_socket, recv_frames, send_frames, Context, SocketSpec, SocketType};
+use oxipp_zmtp::{Options, Socket, SocketType};
 
 use crate::conn::Endpoints;
 
 /// Runs the heart until `stop` is set. Calls `on_flatline` once (and returns) when more than
 /// `max_misses` check periods of `hb_period + 500 ms` (stock's watchdog interval) pass without
-/// a ping.
+/// a ping. Its sockets ([`oxipp_zmtp`]: a SUB for pings, a DEALER with the engine's identity
+/// for pongs) are driven by this thread alone.
 pub fn run(
-    ctx: Context,
     ep: Endpoints,
     uuid: String,
     hb_period: Duration,
@@ -24,30 +25,15 @@ pub fn run(
     stop: Arc<AtomicBool>,
     on_flatline: impl FnOnce(),
 ) {
-    let sockets = (|| -> zmq::Result<_> {
-        let ping = new_socket(
-            &ctx,
-            SocketType::SUB,
-            &SocketSpec {
-                identity: None,
-                subscribe_all: true,
-            },
-        )?;
-        ping.set_linger(0)?;
+    let sockets = (|| -> std::io::Result<_> {
+        let mut ping = Socket::new(SocketType::Sub, Options::default())?;
+        ping.subscribe(b"");
         ping.connect(&ep.hb_ping)?;
-        let pong = new_socket(
-            &ctx,
-            SocketType::DEALER,
-            &SocketSpec {
-                identity: Some(uuid.as_bytes()),
-                subscribe_all: false,
-            },
-        )?;
-        pong.set_linger(0)?;
+        let mut pong = Socket::new(SocketType::Dealer, crate::runtime::socket_options(&uuid))?;
         pong.connect(&ep.hb_pong)?;
         Ok((ping, pong))
     })();
-    let (ping, pong) = match sockets {
+    let (mut ping, mut pong) = match sockets {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("heart sockets failed: {e}");
@@ -59,22 +45,26 @@ pub fn run(
     let mut seen = false;
     let mut misses = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        // short polls so that `stop` is noticed quickly
-        match ping.poll(zmq::POLLIN, 100) {
-            Ok(n) if n > 0 => {
-                while let Ok(frames) = recv_frames(&ping, true) {
-                    seen = true;
-                    if let Err(e) = send_frames(&pong, frames) {
-                        tracing::warn!("heartbeat echo failed: {e}");
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!("heartbeat poll failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
+        // short polls so that `stop` is noticed quickly; the sockets' due timers (reconnects)
+        // bound the wait too, and each pass reads both sockets whether ready or not
+        if let Err(e) = oxipp_zmtp::poll(&[&ping, &pong], Some(Duration::from_millis(100))) {
+            tracing::warn!("heartbeat poll failed: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        while let Some(frames) = ping.recv() {
+            seen = true;
+            // a pong sent while the controller's pong socket is not connected waits for it
+            if let Err(e) = pong.send(frames) {
+                tracing::warn!("heartbeat echo failed: {e}");
             }
         }
+        while pong.recv().is_some() {}
+        for s in [&mut ping, &mut pong] {
+            while let Some(e) = s.event() {
+                tracing::debug!("heart: {e:?}");
+            }
+        }
+        pong.flush();
         if Instant::now() >= next_check {
             next_check += check;
             if seen {

@@ -1,7 +1,10 @@
 //! The engine's sockets ([`Wire`]) and the IO thread.
 //!
-//! ZeroMQ sockets are single-threaded, but may move between threads one at a time, so they
-//! live behind one mutex. The executor thread uses them itself for its own work (replies,
+//! The engine's connections to the controller (shell, control, IOPub) are
+//! [`oxipp_zmtp::Socket`]s: ZMTP spoken by the thread that uses the socket, so no library IO
+//! thread wakes up (and preempts the executor) for every message. A socket is used by one
+//! thread at a time, so they live behind one mutex; whoever releases it flushes what it
+//! queued ([`WireGuard`]). The executor thread uses them itself for its own work (replies,
 //! publishing, reading the shell socket while it waits for a request), which keeps the hot
 //! path of a request free of thread hand-offs; the IO thread serves everything that must work
 //! while user code runs: control (abort, signal, shutdown and kernel_info answered here), new
@@ -9,15 +12,17 @@
 //! Jupyter kernel sockets.
 
 use std::collections::HashSet;
-use std::os::fd::RawFd;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use oxipp_wire::replay::DigestHistory;
 use oxipp_wire::signing::Verdict;
-use oxipp_wire::sockets::{recv_frames, send_frames, send_owned_frames, Socket};
+use oxipp_wire::sockets::{recv_frames, send_frames};
 use oxipp_wire::{msg_types as mt, Frame, Message};
+use oxipp_zmtp::Socket;
 use serde_json::{json, Value};
 
 use crate::kernel::KernelSockets;
@@ -32,24 +37,39 @@ pub const STREAM_FLUSH: Duration = Duration::from_millis(50);
 /// Most messages read from one socket in one go, so one busy channel cannot starve another.
 const DRAIN_BATCH: usize = 1000;
 
+/// The engine's connections to the controller.
 pub struct IoSockets {
+    /// ROUTER (identity = uuid) connected to mux, task and one broadcast leaf.
     pub shell: Socket,
+    /// ROUTER (identity = uuid) connected to the controller's control socket.
     pub control: Socket,
+    /// PUB connected to the controller's IOPub SUB.
     pub iopub: Socket,
 }
 
+/// The epoll descriptors of the [`IoSockets`] (level-triggered: readable while a connection
+/// has input, or output the kernel did not take yet). Polled without the lock; valid as long
+/// as the [`Wire`] (it owns the sockets, which live as long as the runtime's shared state).
+#[derive(Debug, Clone, Copy)]
+pub struct WireFds {
+    pub shell: RawFd,
+    pub control: RawFd,
+    pub iopub: RawFd,
+}
+
 /// The engine's sockets and the state that goes with reading them. One mutex guards it
-/// (`Shared::wire`).
+/// (`Shared::wire`, which hands out a [`WireGuard`]).
 ///
-/// A thread that sleeps on a socket's file descriptor (`ZMQ_FD`) must first have read the
-/// socket until `EAGAIN` after the last operation on it ([`Wire::settle_shell`]): the
-/// descriptor signals new input only after the socket was found empty, and any send may
-/// consume that signal. The IO thread reads all its sockets before each sleep; the executor
-/// reads the shell socket before it sleeps when it was used since ([`Wire::shell_dirty`]).
+/// The zmtp sockets' descriptors are level-triggered, so a thread may sleep on one whenever
+/// the socket's queue of decoded messages is empty ([`Wire::shell_dirty`] says it is not,
+/// after a bounded read) — with one more rule: a due timer of a socket (a reconnect, a
+/// handshake expiry; [`Socket::timeout`]) is only acted on inside a read, so a sleeper also
+/// wakes when it is due and reads then, even if the descriptor is not ready.
 /// Holders other than the IO thread that send on a socket only the IO thread reads (control,
 /// the kernel's) ring the IO thread's bell afterwards.
 pub struct Wire {
     s: IoSockets,
+    fds: WireFds,
     /// msg_ids an `abort_request` named that have not arrived yet.
     aborted: HashSet<String>,
     /// Signatures already seen: a replayed message is dropped, as jupyter_client's Session
@@ -61,24 +81,53 @@ pub struct Wire {
     /// before anything else is sent (so before the request's output, reply and idle: the
     /// engine issues busy, outputs, reply, idle in the same order as before), or by the IO
     /// thread on its next wake-up, at most [`STREAM_FLUSH`] later (as stream output). A
-    /// request that finishes quickly thus hands busy, reply and idle to libzmq together, which
-    /// saves its I/O thread a wake-up (and the executor a preemption by it). What ZeroMQ
-    /// orders is each socket's messages; between IOPub and shell, libzmq writes a socket's
-    /// queued messages together, so a fast request's idle may reach the wire before its reply
-    /// (busy, idle, reply): that was already the common case when the IO thread published
-    /// busy at hand-out (measured with strace), and clients relate the two by parent msg_id.
+    /// request that finishes quickly thus writes busy, outputs and idle in one `writev` on
+    /// IOPub, then its reply on shell, when the executor releases the lock ([`WireGuard`]).
+    /// What is ordered is each socket's messages; between IOPub and shell the wire thus
+    /// carries busy, outputs, idle, reply (libzmq's IO thread mostly did the same), and
+    /// clients relate the two by parent msg_id.
     pending_busy: Vec<Vec<Frame>>,
-    /// The shell socket was used since it was last read until `EAGAIN`.
+    /// A bounded read left decoded shell messages in the socket's queue (its descriptor
+    /// does not signal those).
     shell_dirty: bool,
 }
 
-/// The descriptors the IO thread sleeps on besides its bell: `ZMQ_FD`s, readable when the
-/// socket may have input.
-struct Fds {
-    shell: RawFd,
-    control: RawFd,
-    kernel: Vec<RawFd>,
+/// The lock on the [`Wire`]: on release it writes what its holder queued (one
+/// `write`/`writev` per connection with queued bytes; IOPub first, so a request's output
+/// and status are written before its reply).
+pub(crate) struct WireGuard<'a>(pub(crate) MutexGuard<'a, Wire>);
+
+impl Deref for WireGuard<'_> {
+    type Target = Wire;
+    fn deref(&self) -> &Wire {
+        &self.0
+    }
 }
+
+impl DerefMut for WireGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Wire {
+        &mut self.0
+    }
+}
+
+impl Drop for WireGuard<'_> {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+/// The descriptors the IO thread sleeps on besides its bell: the zmtp sockets' epoll
+/// descriptors, and the kernel sockets' `ZMQ_FD`s (readable when the socket may have input).
+struct Fds {
+    wire: WireFds,
+    kernel: Vec<RawFd>,
+    /// When a zmtp socket's timer is due (see [`Wire`]), shell's separately.
+    timer: Option<Duration>,
+    shell_timer: Option<Duration>,
+}
+
+/// How long [`run`] keeps writing what is still queued when it stops (libzmq's linger).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// The IO thread: serves the sockets whenever its bell rings, one of them may have input, or
 /// [`STREAM_FLUSH`] passed; stops when `shared.stop` is set (and the bell rung).
@@ -102,6 +151,7 @@ pub fn run(shared: Arc<Shared>) {
             (w.fds(), settled, stopping)
         };
         if stopping {
+            linger(&shared);
             return;
         }
         // the executor watches the shell socket itself while it waits for a request and
@@ -113,20 +163,25 @@ pub fn run(shared: Arc<Shared>) {
         };
         let mut items = vec![
             zmq::PollItem::from_fd(shared.io_bell.fd(), zmq::POLLIN),
-            zmq::PollItem::from_fd(fds.control, zmq::POLLIN),
+            zmq::PollItem::from_fd(fds.wire.control, zmq::POLLIN),
+            zmq::PollItem::from_fd(fds.wire.iopub, zmq::POLLIN),
         ];
         if with_shell {
-            items.push(zmq::PollItem::from_fd(fds.shell, zmq::POLLIN));
+            items.push(zmq::PollItem::from_fd(fds.wire.shell, zmq::POLLIN));
         }
         for fd in &fds.kernel {
             items.push(zmq::PollItem::from_fd(*fd, zmq::POLLIN));
         }
         let timeout = if settled {
             let mut left = STREAM_FLUSH.saturating_sub(last_flush.elapsed());
-            if let Some(r) = recheck {
-                left = left.min(r);
+            for t in [recheck, fds.timer, fds.shell_timer.filter(|_| with_shell)]
+                .into_iter()
+                .flatten()
+            {
+                left = left.min(t);
             }
-            left.as_millis().max(1) as i64
+            // round up: a 0 ms poll before a timer is due would spin until it is
+            left.as_micros().div_ceil(1000) as i64
         } else {
             0
         };
@@ -140,9 +195,42 @@ pub fn run(shared: Arc<Shared>) {
     }
 }
 
+/// Stopping: keeps doing the sockets' IO until everything queued is written, at most
+/// [`LINGER`] (what is still queued then is lost, as with libzmq's linger).
+fn linger(shared: &Shared) {
+    let deadline = Instant::now() + LINGER;
+    loop {
+        let fds = {
+            let mut w = shared.wire();
+            w.pump();
+            if w.queued_bytes() == 0 {
+                return;
+            }
+            w.fds
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!("stopping with output not yet written");
+            return;
+        }
+        let mut items = [
+            zmq::PollItem::from_fd(fds.shell, zmq::POLLIN),
+            zmq::PollItem::from_fd(fds.control, zmq::POLLIN),
+            zmq::PollItem::from_fd(fds.iopub, zmq::POLLIN),
+        ];
+        let _ = zmq::poll(&mut items, left.as_millis().clamp(1, 10) as i64);
+    }
+}
+
 impl Wire {
     pub fn new(s: IoSockets) -> Wire {
+        let fd = |s: &Socket| s.as_fd().as_raw_fd();
         Wire {
+            fds: WireFds {
+                shell: fd(&s.shell),
+                control: fd(&s.control),
+                iopub: fd(&s.iopub),
+            },
             s,
             aborted: HashSet::new(),
             digests: DigestHistory::new(65536),
@@ -152,22 +240,67 @@ impl Wire {
         }
     }
 
-    /// The shell socket's `ZMQ_FD` (the executor sleeps on it while it waits).
+    /// The shell socket's epoll descriptor (the executor sleeps on it while it waits).
     pub fn shell_fd(&self) -> RawFd {
-        self.s.shell.get_fd().unwrap_or(-1)
+        self.fds.shell
+    }
+
+    /// When the shell socket's next timer is due (`None`: no timer; see [`Wire`]).
+    pub fn shell_timer(&self) -> Option<Duration> {
+        self.s.shell.timeout()
     }
 
     fn fds(&self) -> Fds {
-        let fd = |s: &Socket| s.get_fd().unwrap_or(-1);
+        let fd = |s: &oxipp_wire::sockets::Socket| s.get_fd().unwrap_or(-1);
+        let timer = [self.s.control.timeout(), self.s.iopub.timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         Fds {
-            shell: fd(&self.s.shell),
-            control: fd(&self.s.control),
+            wire: self.fds,
             kernel: self
                 .kernel
                 .as_ref()
                 .map(|k| vec![fd(&k.control), fd(&k.shell), fd(&k.hb), fd(&k.stdin)])
                 .unwrap_or_default(),
+            timer,
+            shell_timer: self.s.shell.timeout(),
         }
+    }
+
+    /// Writes what was queued on the zmtp sockets (IOPub first, see [`WireGuard`]).
+    pub fn flush(&mut self) {
+        self.s.iopub.flush();
+        self.s.shell.flush();
+        self.s.control.flush();
+    }
+
+    /// Bytes queued on the zmtp sockets and not yet taken by the kernel.
+    fn queued_bytes(&self) -> usize {
+        self.s.shell.queued_bytes() + self.s.control.queued_bytes() + self.s.iopub.queued_bytes()
+    }
+
+    /// One IO pass on IOPub (handshakes, subscriptions, reconnects, pending writes; a PUB
+    /// receives nothing else) and the peer events of every socket, which are only logged.
+    fn pump_iopub(&mut self) {
+        while self.s.iopub.recv().is_some() {}
+        for (name, s) in [
+            ("shell", &mut self.s.shell),
+            ("control", &mut self.s.control),
+            ("IOPub", &mut self.s.iopub),
+        ] {
+            while let Some(e) = s.event() {
+                tracing::debug!("{name}: {e:?}");
+            }
+        }
+    }
+
+    /// IO passes on all three sockets without reading requests (stopping).
+    fn pump(&mut self) {
+        self.s.shell.handle_io();
+        self.s.control.handle_io();
+        self.pump_iopub();
+        self.flush();
     }
 
     /// Serve these Jupyter kernel sockets too (`bind_kernel()`); the caller rings the IO bell.
@@ -180,6 +313,7 @@ impl Wire {
     /// have input after a bounded round (then the caller must not sleep).
     fn serve(&mut self, shared: &Shared) -> bool {
         let mut settled = self.drain(Channel::Control, shared);
+        self.pump_iopub();
         if self.kernel.is_some() {
             settled &= self.drain(Channel::KernelControl, shared);
             settled &= self.drain(Channel::KernelShell, shared);
@@ -214,12 +348,21 @@ impl Wire {
         self.pending_busy.push(frames);
     }
 
-    fn socket(&self, ch: Channel) -> Option<&Socket> {
-        match ch {
-            Channel::Shell => Some(&self.s.shell),
-            Channel::Control => Some(&self.s.control),
-            Channel::KernelShell => self.kernel.as_ref().map(|k| &k.shell),
-            Channel::KernelControl => self.kernel.as_ref().map(|k| &k.control),
+    /// The next message on `ch`, without blocking (`None`: nothing, or no such socket).
+    fn recv(&mut self, ch: Channel) -> Option<Vec<Frame>> {
+        let k = match ch {
+            Channel::Shell => return self.s.shell.recv(),
+            Channel::Control => return self.s.control.recv(),
+            Channel::KernelShell => &self.kernel.as_ref()?.shell,
+            Channel::KernelControl => &self.kernel.as_ref()?.control,
+        };
+        match recv_frames(k, true) {
+            Ok(f) => Some(f),
+            Err(zmq::Error::EAGAIN) => None,
+            Err(e) => {
+                tracing::warn!("recv on {ch:?} failed: {e}");
+                None
+            }
         }
     }
 
@@ -251,14 +394,26 @@ impl Wire {
     pub fn send(&mut self, ch: Channel, frames: Vec<Frame>) {
         // a reply never goes out before its request's busy
         self.publish_pending_busy();
-        if ch == Channel::Shell {
-            self.shell_dirty = true;
-        }
-        let Some(sock) = self.socket(ch) else {
-            tracing::warn!("no {ch:?} socket to send on");
-            return;
+        let sock = match ch {
+            Channel::Shell => &mut self.s.shell,
+            Channel::Control => &mut self.s.control,
+            Channel::KernelShell | Channel::KernelControl => {
+                let k = self.kernel.as_ref().map(|k| match ch {
+                    Channel::KernelShell => &k.shell,
+                    _ => &k.control,
+                });
+                let Some(k) = k else {
+                    tracing::warn!("no {ch:?} socket to send on");
+                    return;
+                };
+                if let Err(e) = send_frames(k, frames.iter()) {
+                    tracing::warn!("send on {ch:?} failed: {e}");
+                }
+                return;
+            }
         };
-        if let Err(e) = send_owned_frames(sock, frames) {
+        // queued; written when the lock is released (WireGuard)
+        if let Err(e) = sock.send(frames) {
             tracing::warn!("send on {ch:?} failed: {e}");
         }
     }
@@ -271,13 +426,13 @@ impl Wire {
 
     /// IOPub goes to the controller and, after `bind_kernel()`, to the kernel's subscribers
     /// (each client keeps what has its own session as parent).
-    fn publish_now(&self, frames: Vec<Frame>) {
+    fn publish_now(&mut self, frames: Vec<Frame>) {
         if let Some(k) = &self.kernel {
             if let Err(e) = send_frames(&k.iopub, frames.iter()) {
                 tracing::warn!("kernel IOPub send failed: {e}");
             }
         }
-        if let Err(e) = send_owned_frames(&self.s.iopub, frames) {
+        if let Err(e) = self.s.iopub.send(frames) {
             tracing::warn!("IOPub send failed: {e}");
         }
     }
@@ -314,16 +469,8 @@ impl Wire {
     /// the socket empty.
     fn drain(&mut self, ch: Channel, shared: &Shared) -> bool {
         for _ in 0..DRAIN_BATCH {
-            let Some(sock) = self.socket(ch) else {
+            let Some(frames) = self.recv(ch) else {
                 return true;
-            };
-            let frames = match recv_frames(sock, true) {
-                Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => return true,
-                Err(e) => {
-                    tracing::warn!("recv on {ch:?} failed: {e}");
-                    return true;
-                }
             };
             if let Some((msg_type, msg_id, m)) = self.verify(shared, ch, frames) {
                 match ch {

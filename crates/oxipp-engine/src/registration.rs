@@ -1,10 +1,11 @@
-//! Registering with the Hub, and unregistering on the way out (spec §4.1–4.2).
+//! Registering with the Hub, and unregistering on the way out (spec §4.1–4.2), from
+//! [`oxipp_zmtp`] DEALERs driven by the calling thread.
 
 use std::time::{Duration, Instant};
 
 use oxipp_wire::signing::Verdict;
-use oxipp_wire::sockets::{new_socket, recv_frames, send_frames, Context, SocketSpec, SocketType};
 use oxipp_wire::{msg_types as mt, Message, Session};
+use oxipp_zmtp::{Options, Socket, SocketType};
 use serde_json::{json, Value};
 
 use crate::conn::Endpoints;
@@ -21,22 +22,15 @@ pub struct Granted {
 /// waits up to `timeout` for the reply. Unsigned or badly signed answers are ignored (they
 /// cannot come from our controller), so a garbage sender cannot fake a registration.
 pub fn register(
-    ctx: &Context,
     ep: &Endpoints,
     session: &Session,
     requested_id: Option<u32>,
     timeout: Duration,
 ) -> Result<Granted, EngineError> {
-    let s = new_socket(
-        ctx,
-        SocketType::DEALER,
-        &SocketSpec {
-            identity: Some(session.id.as_bytes()),
-            subscribe_all: false,
-        },
+    let mut s = dealer(
+        crate::runtime::socket_options(&session.id),
+        &ep.registration,
     )?;
-    s.set_linger(0)?;
-    s.connect(&ep.registration)?;
     let content = match requested_id {
         Some(id) => json!({"uuid": session.id, "id": id}),
         None => json!({"uuid": session.id}),
@@ -49,18 +43,27 @@ pub fn register(
         &content,
         vec![],
     );
-    send_frames(&s, req.into_frames())?;
+    // held until the controller is connected, then written
+    s.send(req.into_frames())
+        .map_err(|e| EngineError::Io(format!("registration send: {e}")))?;
+    s.flush();
     let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            unregister(ctx, ep, session, None);
-            return Err(EngineError::Timeout(timeout.as_secs_f64()));
-        }
-        if s.poll(zmq::POLLIN, left.as_millis().max(1) as i64)? == 0 {
-            continue;
-        }
-        let frames = recv_frames(&s, true)?;
+        let frames = match s.recv() {
+            Some(f) => f,
+            None => {
+                while s.event().is_some() {}
+                s.flush();
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    unregister(ep, session, None);
+                    return Err(EngineError::Timeout(timeout.as_secs_f64()));
+                }
+                oxipp_zmtp::poll(&[&s], Some(left))
+                    .map_err(|e| EngineError::Io(format!("registration poll: {e}")))?;
+                continue;
+            }
+        };
         let Ok(m) = Message::parse(frames) else {
             tracing::warn!("garbage on the registration socket, ignored");
             continue;
@@ -97,11 +100,11 @@ pub fn register(
 
 /// Best effort `unregistration_request {"id": id}` from a fresh identity-less DEALER (like the
 /// stock nanny), so the Hub drops the engine at once instead of after missed heartbeats.
-pub fn unregister(ctx: &Context, ep: &Endpoints, session: &Session, id: Option<u32>) {
-    let r = (|| -> zmq::Result<()> {
-        let s = new_socket(ctx, SocketType::DEALER, &SocketSpec::default())?;
-        s.set_linger(1000)?;
-        s.connect(&ep.registration)?;
+/// Waits until it is written (connecting first), at most [`UNREGISTER_LINGER`] (libzmq's
+/// linger of the stock nanny's socket).
+pub fn unregister(ep: &Endpoints, session: &Session, id: Option<u32>) {
+    let r = (|| -> Result<(), EngineError> {
+        let mut s = dealer(Options::default(), &ep.registration)?;
         let m = session.build(
             vec![],
             mt::UNREGISTRATION_REQUEST,
@@ -110,9 +113,36 @@ pub fn unregister(ctx: &Context, ep: &Endpoints, session: &Session, id: Option<u
             &json!({ "id": id }),
             vec![],
         );
-        send_frames(&s, m.into_frames())
+        s.send(m.into_frames())
+            .map_err(|e| EngineError::Io(e.to_string()))?;
+        let deadline = Instant::now() + UNREGISTER_LINGER;
+        loop {
+            s.flush();
+            // a DEALER holds what it sends until a peer is connected, then queues it there
+            if s.peer_count() > 0 && s.queued_bytes() == 0 {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(EngineError::Timeout(UNREGISTER_LINGER.as_secs_f64()));
+            }
+            oxipp_zmtp::poll(&[&s], Some(left)).map_err(|e| EngineError::Io(e.to_string()))?;
+            while s.recv().is_some() {}
+            while s.event().is_some() {}
+        }
     })();
     if let Err(e) = r {
         tracing::warn!("could not send unregistration_request: {e}");
     }
+}
+
+/// How long [`unregister`] tries to deliver its message.
+const UNREGISTER_LINGER: Duration = Duration::from_secs(1);
+
+fn dealer(opts: Options, url: &str) -> Result<Socket, EngineError> {
+    let mut s = Socket::new(SocketType::Dealer, opts)
+        .map_err(|e| EngineError::Io(format!("socket: {e}")))?;
+    s.connect(url)
+        .map_err(|e| EngineError::Config(format!("cannot connect to {url}: {e}")))?;
+    Ok(s)
 }

@@ -2,19 +2,20 @@
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use oxipp_wire::sockets::{new_socket, Context, SocketSpec, SocketType};
+use oxipp_wire::sockets::Context;
 use oxipp_wire::{dates, session, Frame, Session, Signer};
+use oxipp_zmtp::{Socket, SocketType};
 use serde_json::{json, Value};
 
 use crate::bell::Bell;
 use crate::conn::Endpoints;
 use crate::fdcap::{FdCapture, Sink};
-use crate::io::{self, IoSockets, Wire};
+use crate::io::{self, IoSockets, Wire, WireGuard};
 use crate::queue::{Channel, Kind, Queue, Request};
 use crate::reply::{Identity, StreamBuf};
 use crate::{heart, registration, EngineError};
@@ -63,7 +64,7 @@ pub(crate) struct Shared {
     pub wire: Mutex<Wire>,
     /// Wakes the IO thread (stop, new kernel sockets, a send on a socket only it reads).
     pub io_bell: Bell,
-    /// The shell socket's descriptor, which the executor polls while it waits.
+    /// The shell socket's (epoll) descriptor, which the executor polls while it waits.
     pub shell_fd: RawFd,
     /// Whether the executor watches the shell socket (see [`ExecState`]).
     pub exec: ExecState,
@@ -105,6 +106,7 @@ pub struct Runtime {
     pub hb_period: Duration,
     pub connection_json: String,
     shared: Arc<Shared>,
+    /// libzmq, only for the `bind_kernel()` sockets (no IO thread until they are made).
     ctx: Context,
     endpoints: Endpoints,
     closed: AtomicBool,
@@ -134,32 +136,28 @@ impl Runtime {
         let uuid = opts.uuid.clone().unwrap_or_else(session::new_id);
         let session = Session::new(uuid.clone(), signer);
         let ctx = Context::new();
-        let granted = registration::register(&ctx, &ep, &session, opts.requested_id, opts.timeout)?;
+        let granted = registration::register(&ep, &session, opts.requested_id, opts.timeout)?;
         let id = granted.id;
 
-        let ident = Some(uuid.as_bytes());
-        let sock = |kind| {
-            new_socket(
-                &ctx,
-                kind,
-                &SocketSpec {
-                    identity: ident,
-                    subscribe_all: false,
-                },
-            )
+        let sock = |kind, urls: &[&String]| -> Result<Socket, EngineError> {
+            let mut s = Socket::new(kind, socket_options(&uuid))
+                .map_err(|e| EngineError::Io(format!("socket: {e}")))?;
+            for url in urls {
+                s.connect(url)
+                    .map_err(|e| EngineError::Config(format!("cannot connect to {url}: {e}")))?;
+            }
+            Ok(s)
         };
-        let shell = sock(SocketType::ROUTER)?;
-        for url in [
-            &ep.mux,
-            &ep.task,
-            &ep.broadcast[id as usize % ep.broadcast.len()],
-        ] {
-            shell.connect(url)?;
-        }
-        let control = sock(SocketType::ROUTER)?;
-        control.connect(&ep.control)?;
-        let iopub = sock(SocketType::PUB)?;
-        iopub.connect(&ep.iopub)?;
+        let shell = sock(
+            SocketType::Router,
+            &[
+                &ep.mux,
+                &ep.task,
+                &ep.broadcast[id as usize % ep.broadcast.len()],
+            ],
+        )?;
+        let control = sock(SocketType::Router, &[&ep.control])?;
+        let iopub = sock(SocketType::Pub, &[&ep.iopub])?;
         let wire = Wire::new(IoSockets {
             shell,
             control,
@@ -208,7 +206,7 @@ impl Runtime {
                 .spawn(move || io::run(io_shared))
                 .map_err(|e| EngineError::Invalid(format!("spawn IO thread: {e}")))?,
         );
-        let (hctx, hep, huuid) = (ctx.clone(), ep.clone(), uuid.clone());
+        let (hep, huuid) = (ep.clone(), uuid.clone());
         let hshared = shared.clone();
         let max = opts.max_heartbeat_misses;
         let period = granted.hb_period;
@@ -216,20 +214,13 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("oxipp-engine-heart".into())
                 .spawn(move || {
-                    let (c2, e2) = (hctx.clone(), hep.clone());
-                    heart::run(hctx, hep, huuid, period, max, stop, move || {
-                        registration::unregister(
-                            &c2,
-                            &e2,
-                            &hshared.me.session,
-                            Some(hshared.me.id),
-                        );
+                    let e2 = hep.clone();
+                    heart::run(hep, huuid, period, max, stop, move || {
+                        registration::unregister(&e2, &hshared.me.session, Some(hshared.me.id));
                         if hshared.exit_process {
                             if let Some(cap) = &hshared.capture {
                                 cap.stop_to_originals(); // no controller to send it to
                             }
-                            // let the unregistration leave (linger) before exiting
-                            std::thread::sleep(Duration::from_millis(200));
                             std::process::exit(1);
                         }
                         hshared.shutting_down.store(true, Ordering::SeqCst);
@@ -262,12 +253,17 @@ impl Runtime {
     pub fn next_request(&self, timeout: Option<Duration>) -> Option<Arc<Request>> {
         let sh = &*self.shared;
         let deadline = timeout.map(|t| Instant::now() + t);
-        // the shell socket is read when it may have input: it signalled, or was used since
+        // the shell socket is read when its descriptor signalled, a bounded read left decoded
+        // messages behind, or one of its timers (a reconnect) is due
         let mut shell_signalled = false;
         loop {
+            let shell_timer;
             {
                 let mut w = sh.wire();
-                let settled = !(shell_signalled || w.shell_dirty()) || w.settle_shell(sh);
+                // a due timer is acted on only by a read (see `Wire`)
+                let due = w.shell_timer().is_some_and(|t| t.is_zero());
+                let settled = !(shell_signalled || due || w.shell_dirty()) || w.settle_shell(sh);
+                shell_timer = w.shell_timer();
                 if let Some(r) = sh.queue.try_pop() {
                     sh.exec.active();
                     if r.kind != Kind::Shutdown {
@@ -282,16 +278,20 @@ impl Runtime {
                     continue;
                 }
             }
-            let wait_ms = match deadline {
-                None => -1,
+            let left = match deadline {
+                None => None,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return None;
                     }
-                    // round up: a 0 ms poll would spin until the deadline
-                    left.as_micros().div_ceil(1000) as i64
+                    Some(left)
                 }
+            };
+            let wait_ms = match [left, shell_timer].into_iter().flatten().min() {
+                None => -1,
+                // round up: a 0 ms poll would spin until the deadline or timer
+                Some(w) => w.as_micros().div_ceil(1000) as i64,
             };
             let bell = sh.queue.bell();
             sh.exec.watch();
@@ -460,12 +460,7 @@ impl Runtime {
             return;
         }
         self.stop_capture();
-        registration::unregister(
-            &self.ctx,
-            &self.endpoints,
-            &self.shared.me.session,
-            Some(self.id),
-        );
+        registration::unregister(&self.endpoints, &self.shared.me.session, Some(self.id));
         self.stop_threads();
     }
 
@@ -538,9 +533,10 @@ impl ExecState {
 }
 
 impl Shared {
-    pub(crate) fn wire(&self) -> MutexGuard<'_, Wire> {
+    /// The sockets' lock; what the holder queued is written when it is released.
+    pub(crate) fn wire(&self) -> WireGuard<'_> {
         // a panic while holding the lock leaves the sockets usable
-        self.wire.lock().unwrap_or_else(|e| e.into_inner())
+        WireGuard(self.wire.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -549,6 +545,16 @@ impl Drop for Runtime {
     /// heartbeat monitor is for; `close` is the polite way).
     fn drop(&mut self) {
         self.stop_threads();
+    }
+}
+
+/// The controller-facing sockets' options: identity = the engine's uuid (the controller
+/// routes to the engine by it), libzmq's defaults otherwise. Sends to a peer that went away
+/// are dropped with a warning (`router_mandatory`).
+pub(crate) fn socket_options(uuid: &str) -> oxipp_zmtp::Options {
+    oxipp_zmtp::Options {
+        identity: Bytes::copy_from_slice(uuid.as_bytes()),
+        ..Default::default()
     }
 }
 

@@ -34,7 +34,7 @@ pub fn resolve(sig: &serde_json::Value) -> Option<i32> {
 
 /// Delivers `sig` to this process on behalf of a `signal_request` whose reply was just queued.
 /// SIGINT (the common case: interrupt the running task) and 0 go at once; any other signal may
-/// end the process before libzmq has sent the reply, so it is sent 100 ms later from a helper
+/// end the process before the reply is written (when the sockets' lock is released), so it is sent 100 ms later from a helper
 /// thread.
 pub fn deliver(sig: i32) {
     if sig == 0 || sig == libc::SIGINT {

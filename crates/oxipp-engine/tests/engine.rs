@@ -66,6 +66,11 @@ struct Engine {
 impl Engine {
     fn start(ctl: &TestController, requested_id: Option<u32>) -> Engine {
         let text = std::fs::read_to_string(ctl.engine_file()).expect("engine file");
+        Engine::start_text(text, requested_id)
+    }
+
+    /// An engine started with this connection info (text of ipcontroller-engine.json).
+    fn start_text(text: String, requested_id: Option<u32>) -> Engine {
         let mut opts = Options::new(text);
         opts.requested_id = requested_id;
         opts.exit_process = false;
@@ -497,4 +502,64 @@ fn signal_request_replies_like_the_stock_nanny() {
         assert_eq!(msg_type(&r), "_request", "stock nanny's reply type");
         assert_eq!(content(&r)["status"], status, "{sig}");
     }
+}
+
+/// A free local port (nothing listens on it once this returns).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address").port()
+}
+
+/// From `delay` on, listens on `port` and forwards each connection to local port `target`:
+/// a controller socket that starts listening late.
+fn late_proxy(port: u16, target: u16, delay: Duration) {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    fn pipe(mut from: TcpStream, mut to: TcpStream) {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+    }
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let l = TcpListener::bind(("127.0.0.1", port)).expect("the proxy's port");
+        for c in l.incoming() {
+            let Ok(a) = c else { return };
+            let Ok(b) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let (a2, b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+            std::thread::spawn(move || pipe(a, b2));
+            std::thread::spawn(move || pipe(b, a2));
+        }
+    });
+}
+
+/// The engine's sockets connect to endpoints that refuse at first and retry (their
+/// reconnect timers are due while nothing is readable): registration through a proxy that
+/// listens after 300 ms, the shell's mux connection through one that listens after 1 s, while
+/// the executor is already waiting for requests on the shell socket.
+#[test]
+fn sockets_connect_to_endpoints_that_listen_late() {
+    let ctl = TestController::start();
+    let client = FakeClient::connect(&ctl);
+    let text = std::fs::read_to_string(ctl.engine_file()).expect("engine file");
+    let mut v: Value = serde_json::from_str(&text).expect("engine file JSON");
+    let (reg, mux) = (free_port(), free_port());
+    let port = |k: &str| v[k].as_u64().expect("port") as u16;
+    late_proxy(reg, port("registration"), Duration::from_millis(300));
+    late_proxy(mux, port("mux"), Duration::from_millis(1000));
+    v["registration"] = json!(reg);
+    v["mux"] = json!(mux);
+    let t0 = Instant::now();
+    let e = Engine::start_text(v.to_string(), None);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "registered via the proxy"
+    );
+    client.wait_registered(std::slice::from_ref(&e.rt.uuid), DEADLINE);
+    // the controller drops what it routes to an engine not connected to it yet
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(t0.elapsed()));
+    let m = apply(&client, &e, json!({"op": "echo"}));
+    client.send(&client.mux, &m);
+    let r = client.reply_to(&client.mux, &msg_id(&m), DEADLINE);
+    assert_eq!(content(&r), json!({"status": "ok"}));
 }

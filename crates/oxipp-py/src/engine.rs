@@ -21,7 +21,9 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 fn to_py(e: EngineError) -> PyErr {
     match e {
         EngineError::Timeout(_) => PyTimeoutError::new_err(e.to_string()),
-        EngineError::Refused(_) | EngineError::Zmq(_) => PyConnectionError::new_err(e.to_string()),
+        EngineError::Refused(_) | EngineError::Zmq(_) | EngineError::Io(_) => {
+            PyConnectionError::new_err(e.to_string())
+        }
         EngineError::Config(_) | EngineError::Invalid(_) => PyValueError::new_err(e.to_string()),
     }
 }
