@@ -121,7 +121,8 @@ struct Big {
     flags: u8,
     /// Declared size.
     size: usize,
-    /// Receive buffer; `buf.len()` may be less than `size` while it grows.
+    /// Receive buffer; `buf.len()` may be less than `size` while it grows, or more when it
+    /// was recycled ([`crate::bigbuf`]): only `buf[..size]` is the frame.
     buf: Vec<u8>,
     filled: usize,
 }
@@ -173,11 +174,14 @@ impl Decoder {
             // Commands are always small and handled whole; only data frames go "big".
             if size >= ZERO_COPY_MIN as u64 && flags & FLAG_COMMAND == 0 {
                 let size = usize::try_from(size).map_err(|_| ProtocolError::FrameTooLarge(size))?;
-                let initial = size.min(BIG_INITIAL_MAX);
+                // a recycled buffer that fits (pages already mapped) or a fresh one
+                let buf = crate::bigbuf::POOL
+                    .take(size)
+                    .unwrap_or_else(|| vec![0u8; size.min(BIG_INITIAL_MAX)]);
                 self.big = Some(Big {
                     flags,
                     size,
-                    buf: vec![0u8; initial],
+                    buf,
                     filled: 0,
                 });
                 pos += hdr;
@@ -207,18 +211,20 @@ impl Decoder {
     /// into directly. Follow with [`Decoder::big_filled`].
     pub fn big_spare(&mut self) -> Option<&mut [u8]> {
         let big = self.big.as_mut()?;
-        if big.filled == big.buf.len() {
+        if big.filled == big.buf.len() && big.filled < big.size {
             // Grow towards the declared size as data actually arrives (see BIG_INITIAL_MAX).
             let new_len = (big.buf.len() * 2).clamp(1, big.size);
             big.buf.resize(new_len, 0);
         }
-        Some(&mut big.buf[big.filled..])
+        // (a recycled buffer may be longer than the frame)
+        let end = big.buf.len().min(big.size);
+        Some(&mut big.buf[big.filled..end])
     }
 
     /// `n` bytes were read into [`Decoder::big_spare`]; returns the frame once complete.
     pub fn big_filled(&mut self, n: usize) -> Option<Item> {
         if let Some(big) = self.big.as_mut() {
-            big.filled = (big.filled + n).min(big.buf.len());
+            big.filled = (big.filled + n).min(big.buf.len().min(big.size));
         }
         self.take_big_if_done()
     }
@@ -252,7 +258,8 @@ impl Decoder {
         let big = self.big.take().expect("checked above");
         Some(Item::Frame {
             more: big.flags & FLAG_MORE != 0,
-            data: Bytes::from(big.buf),
+            // back to the pool for the next big frame once the last reference is dropped
+            data: crate::bigbuf::POOL.wrap(big.buf, big.size),
         })
     }
 }
@@ -376,6 +383,39 @@ mod tests {
             })
             .collect();
         assert_eq!(lens, vec![0, 255, 256, ZERO_COPY_MIN + 3]);
+    }
+
+    /// Big frames decoded one after another (each dropped before the next, so the next may
+    /// get the previous one's recycled, longer buffer) are exactly their own bytes, whether
+    /// they arrive whole or a few bytes at a time.
+    #[test]
+    fn big_frames_in_recycled_buffers_are_exactly_their_own_bytes() {
+        for (i, size) in [ZERO_COPY_MIN * 3, ZERO_COPY_MIN + 5, ZERO_COPY_MIN * 2]
+            .into_iter()
+            .enumerate()
+        {
+            let fill = i as u8 + 1;
+            let body = vec![fill; size];
+            let bytes = encode(&[(0, &body)]);
+            for step in [bytes.len(), 4093] {
+                let mut d = Decoder::new(None);
+                let mut out = Vec::new();
+                let mut fed = 0;
+                let mut pending = Vec::new();
+                while fed < bytes.len() {
+                    let end = (fed + step).min(bytes.len());
+                    pending.extend_from_slice(&bytes[fed..end]);
+                    fed = end;
+                    let used = d.decode(&pending, &mut out).unwrap();
+                    pending.drain(..used);
+                }
+                let [Item::Frame { data, more: false }] = &out[..] else {
+                    panic!("one frame expected, got {}", out.len())
+                };
+                assert_eq!(data.len(), size);
+                assert!(data.iter().all(|&b| b == fill), "stale bytes exposed");
+            }
+        }
     }
 
     #[test]

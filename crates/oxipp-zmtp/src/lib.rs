@@ -22,6 +22,7 @@
 //! Writes to a peer that vanished fail with `EPIPE` only if `SIGPIPE` is ignored, as Rust
 //! binaries and Python do by default.
 
+mod bigbuf;
 mod conn;
 mod endpoint;
 pub mod frame;
