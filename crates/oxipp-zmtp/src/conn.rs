@@ -69,6 +69,8 @@ pub struct Conn {
     /// PUB side: the peer's subscriptions (a multiset, like libzmq's refcounted trie).
     pub subs: Vec<Bytes>,
     pub peer_minor: u8,
+    /// This connection's `SO_RCVLOWAT` as last set (see [`Conn::update_lowat`]).
+    lowat: usize,
 }
 
 impl Conn {
@@ -94,6 +96,7 @@ impl Conn {
             endpoint,
             subs: Vec::new(),
             peer_minor: 0,
+            lowat: 1,
         }
     }
 
@@ -122,6 +125,7 @@ impl Conn {
                     Some(n) => n,
                 };
                 items.extend(self.decoder.big_filled(n));
+                self.update_lowat();
                 return Ok(true);
             }
         }
@@ -149,7 +153,21 @@ impl Conn {
         }
         used += self.decoder.decode(&data[used..], items)?;
         self.keep(&data[used..]);
+        self.update_lowat();
         Ok(true)
+    }
+
+    /// While a big frame arrives, wake the reader for big parts of it only (see
+    /// [`crate::lowat`]).
+    fn update_lowat(&mut self) {
+        let want = crate::lowat::wanted(self.decoder.big_remaining());
+        if want != self.lowat {
+            self.lowat = if crate::lowat::set(&self.stream, want) {
+                want
+            } else {
+                1
+            };
+        }
     }
 
     fn keep(&mut self, rest: &[u8]) {

@@ -221,6 +221,11 @@ impl Decoder {
         Some(&mut big.buf[big.filled..end])
     }
 
+    /// Bytes of the big frame in progress not received yet (`None`: no big frame).
+    pub fn big_remaining(&self) -> Option<usize> {
+        self.big.as_ref().map(|b| b.size - b.filled)
+    }
+
     /// `n` bytes were read into [`Decoder::big_spare`]; returns the frame once complete.
     pub fn big_filled(&mut self, n: usize) -> Option<Item> {
         if let Some(big) = self.big.as_mut() {

@@ -26,6 +26,7 @@ mod bigbuf;
 mod conn;
 mod endpoint;
 pub mod frame;
+mod lowat;
 pub mod poll;
 pub mod socket;
 mod types;

@@ -202,3 +202,43 @@ fn silent_peer_times_out_in_the_handshake() {
     assert!(t0.elapsed() >= Duration::from_millis(200));
     assert_eq!(r.stats().protocol_errors, 1);
 }
+
+/// One frame's bytes on the wire (header + body).
+fn wire_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    frame::put_header(&mut out, 0, body.len());
+    out.extend_from_slice(body);
+    out.to_vec()
+}
+
+/// A big frame that trickles in (64 KiB pieces, then its last 10 bytes after a pause) and a
+/// small message right behind it: the reader of a big frame is woken only once a large part
+/// of it is queued (src/lowat.rs), which must never hold back the frame's last bytes nor
+/// the message after it.
+#[test]
+fn a_big_frame_trickling_in_and_the_small_message_after_it_both_arrive() {
+    let mut r = ours(SocketType::Router, b"");
+    let port = r.bind("tcp://127.0.0.1:0").unwrap();
+    let body = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 251) as u8).collect() };
+    let size = 3 * 1024 * 1024 + 123;
+    let writer = std::thread::spawn(move || {
+        let mut st = raw(port, &handshake(b"DEALER"));
+        let msg = wire_frame(&body(size));
+        let (head, tail) = msg.split_at(msg.len() - 10);
+        for piece in head.chunks(64 * 1024) {
+            st.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        st.write_all(tail).unwrap();
+        st.write_all(&wire_frame(b"after")).unwrap();
+        st // kept open until the reader is done
+    });
+    let m = recv(&mut r);
+    assert_eq!(m.len(), 2, "routing id + the big frame");
+    assert_eq!(m[1].len(), size);
+    assert!(m[1][..] == body(size)[..], "the big frame's bytes");
+    let m = recv_within(&mut r, Duration::from_secs(2)).expect("the small message after it");
+    assert_eq!(&m[1][..], b"after");
+    drop(writer.join().unwrap());
+}
