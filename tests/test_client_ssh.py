@@ -110,17 +110,22 @@ def test_client_through_an_ssh_tunnel(cluster, sshd, monkeypatch):
         # every controller port goes through the tunnel, none directly
         direct = {cluster_port for cluster_port in _controller_ports(cluster)}
         assert direct.isdisjoint(t.local_ports)
-        rc.wait_for_engines(1, timeout=30)
-        assert rc[:].apply_sync(answer) == [42]
-        rc[:].push({"x": 5}, block=True)
-        assert rc[:].pull("x", block=True) == [5]
-        assert rc.load_balanced_view().map_sync(inc, range(5)) == [1, 2, 3, 4, 5]
-        assert rc.queue_status()[0]["queue"] == 0
+        _drive(rc)
         assert _ssh_children() - before == {t.proc.pid}
     finally:
         rc.close()
     # closing the client ends its ssh process
     wait_for(lambda: _ssh_children() - before == set(), 10, "the ssh tunnel to end")
+
+
+def _drive(rc):
+    """Direct, load-balanced and Hub work through the client's tunnel."""
+    rc.wait_for_engines(1, timeout=30)
+    assert rc[:].apply_sync(answer) == [42]
+    rc[:].push({"x": 5}, block=True)
+    assert rc[:].pull("x", block=True) == [5]
+    assert rc.load_balanced_view().map_sync(inc, range(5)) == [1, 2, 3, 4, 5]
+    assert rc.queue_status()[0]["queue"] == 0
 
 
 def _controller_ports(cluster):
@@ -214,12 +219,7 @@ def test_client_through_a_paramiko_tunnel(cluster, ssh_home):
         t = rc._tunnel
         assert isinstance(t, paramiko_tunnel.ParamikoTunnel) and t.alive
         assert set(_controller_ports(cluster)).isdisjoint(t.local_ports)
-        rc.wait_for_engines(1, timeout=30)
-        assert rc[:].apply_sync(answer) == [42]
-        rc[:].push({"x": 5}, block=True)
-        assert rc[:].pull("x", block=True) == [5]
-        assert rc.load_balanced_view().map_sync(inc, range(5)) == [1, 2, 3, 4, 5]
-        assert rc.queue_status()[0]["queue"] == 0
+        _drive(rc)
         # the sockets are forwarded by threads of this process, not by an ssh child
         assert _ssh_children() - before == set()
         assert t.threads
