@@ -572,8 +572,6 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
     // sockets' epoll descriptors (the same epoll instances), which do not borrow `socks`.
     let fds = socks.poll_fds()?;
     let mut ready = vec![false; n];
-    // Not known to be drained: the last pass stopped at the batch limit.
-    let mut busy = vec![true; n];
     let mut deferred: VecDeque<Deferred> = VecDeque::new();
     let mut batch: Vec<Vec<Frame>> = Vec::with_capacity(BATCH);
     loop {
@@ -588,7 +586,9 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
         // Sleep only when every socket is drained and has nothing queued; never past the
         // core's next deadline or a socket's timer (reconnect, handshake expiry), which is
         // acted on only inside its IO pass.
-        let pending = busy.iter().any(|&b| b) || socks.list.iter().any(|(_, s)| s.has_pending());
+        // (a socket left at the batch limit either holds decoded messages or its descriptor
+        // is still readable: the poll is level-triggered)
+        let pending = socks.list.iter().any(|(_, s)| s.has_pending());
         let timeout = if pending {
             Duration::ZERO
         } else {
@@ -608,11 +608,11 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
         };
         wait(&fds, timeout, &mut ready).context("polling the controller's sockets")?;
         let mut received = 0usize;
-        for i in 0..n {
+        for (i, &is_ready) in ready.iter().enumerate() {
             let (sock, s) = &mut socks.list[i];
             let sock = *sock;
             let due = s.timeout().is_some_and(|t| t.is_zero());
-            if !(busy[i] || ready[i] || due || s.has_pending()) {
+            if !(is_ready || due || s.has_pending()) {
                 continue;
             }
             while batch.len() < BATCH {
@@ -621,7 +621,6 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
                     None => break,
                 }
             }
-            busy[i] = batch.len() == BATCH;
             let now = Instant::now();
             let mut connected = false;
             while let Some(ev) = s.event() {

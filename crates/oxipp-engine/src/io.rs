@@ -87,9 +87,6 @@ pub struct Wire {
     /// carries busy, outputs, idle, reply (libzmq's IO thread mostly did the same), and
     /// clients relate the two by parent msg_id.
     pending_busy: Vec<Vec<Frame>>,
-    /// A bounded read left decoded shell messages in the socket's queue (its descriptor
-    /// does not signal those).
-    shell_dirty: bool,
 }
 
 /// The lock on the [`Wire`]: on release it writes what its holder queued (one
@@ -236,7 +233,6 @@ impl Wire {
             digests: DigestHistory::new(65536),
             kernel: None,
             pending_busy: Vec::new(),
-            shell_dirty: true,
         }
     }
 
@@ -326,14 +322,13 @@ impl Wire {
     /// Reads the shell socket until it is empty (the invariant above) and queues what it
     /// finds; `false` if it stopped after [`DRAIN_BATCH`] messages.
     pub fn settle_shell(&mut self, shared: &Shared) -> bool {
-        let settled = self.drain(Channel::Shell, shared);
-        self.shell_dirty = !settled;
-        settled
+        self.drain(Channel::Shell, shared)
     }
 
-    /// Whether the shell socket must be read before sleeping on it (see [`Wire`]).
+    /// Whether the shell socket must be read before sleeping on it: a bounded read left
+    /// decoded messages in its queue, which its descriptor does not signal (see [`Wire`]).
     pub fn shell_dirty(&self) -> bool {
-        self.shell_dirty
+        self.s.shell.has_pending()
     }
 
     /// Publishes the `status: busy` messages held back (see [`Wire::pending_busy`]).
@@ -348,15 +343,24 @@ impl Wire {
         self.pending_busy.push(frames);
     }
 
+    /// The Jupyter kernel's (libzmq) socket for `ch`, once `bind_kernel()` opened them.
+    fn kernel_socket(&self, ch: Channel) -> Option<&oxipp_wire::sockets::Socket> {
+        let k = self.kernel.as_ref()?;
+        match ch {
+            Channel::KernelShell => Some(&k.shell),
+            Channel::KernelControl => Some(&k.control),
+            Channel::Shell | Channel::Control => None,
+        }
+    }
+
     /// The next message on `ch`, without blocking (`None`: nothing, or no such socket).
     fn recv(&mut self, ch: Channel) -> Option<Vec<Frame>> {
-        let k = match ch {
+        match ch {
             Channel::Shell => return self.s.shell.recv(),
             Channel::Control => return self.s.control.recv(),
-            Channel::KernelShell => &self.kernel.as_ref()?.shell,
-            Channel::KernelControl => &self.kernel.as_ref()?.control,
-        };
-        match recv_frames(k, true) {
+            Channel::KernelShell | Channel::KernelControl => {}
+        }
+        match recv_frames(self.kernel_socket(ch)?, true) {
             Ok(f) => Some(f),
             Err(zmq::Error::EAGAIN) => None,
             Err(e) => {
@@ -398,11 +402,7 @@ impl Wire {
             Channel::Shell => &mut self.s.shell,
             Channel::Control => &mut self.s.control,
             Channel::KernelShell | Channel::KernelControl => {
-                let k = self.kernel.as_ref().map(|k| match ch {
-                    Channel::KernelShell => &k.shell,
-                    _ => &k.control,
-                });
-                let Some(k) = k else {
+                let Some(k) = self.kernel_socket(ch) else {
                     tracing::warn!("no {ch:?} socket to send on");
                     return;
                 };
