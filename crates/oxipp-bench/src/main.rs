@@ -69,6 +69,10 @@ struct Common {
     /// Skip checking request signatures in the engines (replies are always verified).
     #[arg(long, global = true)]
     no_verify: bool,
+    /// Registered engines connect only their heart, no shell (see `FleetOptions::heart_only`);
+    /// for registering more engines than the controller has descriptors for full ones.
+    #[arg(long, global = true)]
+    heart_only: bool,
     /// The controller's pid, to report its memory and CPU (the whole process tree).
     #[arg(long, global = true)]
     pid: Option<u32>,
@@ -183,6 +187,7 @@ fn run(cli: &Cli, nofile: u64) -> Result<Value> {
             .unwrap_or_else(|| default_threads(engines.div_ceil(processes))),
         engines_per_context: c.engines_per_context,
         verify: !c.no_verify,
+        heart_only: c.heart_only,
         processes,
         child_args: vec![
             format!("--profile-dir={}", profile_dir.display()),

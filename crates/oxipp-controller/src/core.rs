@@ -62,6 +62,9 @@ pub struct Controller {
     pub stats: Stats,
     pub(crate) exit_at: Option<Instant>,
     pub(crate) state_file: Option<PathBuf>,
+    /// The engines changed since `state_file` was last written.
+    pub(crate) state_dirty: bool,
+    pub(crate) state_written: Option<Instant>,
     pub(crate) n_leaves: usize,
     /// The dask.distributed scheduler of `become_dask_request`, if one was asked for.
     pub(crate) dask: DaskHost,
@@ -116,6 +119,8 @@ impl Controller {
             stats: Stats::default(),
             exit_at: None,
             state_file,
+            state_dirty: false,
+            state_written: None,
             n_leaves: n_leaves.max(1),
             dask: DaskHost::default(),
             last_flush: now,
@@ -293,6 +298,9 @@ impl Controller {
             d = d.min(t);
         }
         if let Some(t) = self.dask.next_deadline() {
+            d = d.min(t);
+        }
+        if let Some(t) = self.state_due() {
             d = d.min(t);
         }
         d

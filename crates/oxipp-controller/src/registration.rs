@@ -10,6 +10,11 @@ use crate::core::{ident_str, Controller, Inbound, Timer};
 use crate::outbox::{Outbox, Sock};
 use crate::registry::RegisterError;
 
+/// The engine state file is rewritten (every engine, then fsync) at most once per this much
+/// time per registered engine (5,000 engines: every 100 ms; a few: whenever they change):
+/// writing it per registration made registering N engines cost O(N²) (5,000: seconds).
+const STATE_WRITE_PER_ENGINE: Duration = Duration::from_micros(20);
+
 impl Controller {
     pub(crate) fn on_registration_request(
         &mut self,
@@ -151,7 +156,7 @@ impl Controller {
         tracing::info!("engine::Engine Connected: {}", engine.id);
         self.heart.add(uuid);
         self.book.engine(engine.id);
-        self.write_state();
+        self.state_dirty = true;
         self.notify(
             mt::REGISTRATION_NOTIFICATION,
             json!({"id": engine.id, "uuid": uuid}),
@@ -222,7 +227,7 @@ impl Controller {
             engine.uuid
         );
         self.heart.remove(&engine.uuid);
-        self.write_state();
+        self.state_dirty = true;
         self.notify(
             mt::UNREGISTRATION_NOTIFICATION,
             json!({"id": id, "uuid": engine.uuid}),
@@ -253,8 +258,29 @@ impl Controller {
         );
     }
 
+    /// When the engine state file is next due to be written (`None`: it is current).
+    pub(crate) fn state_due(&self) -> Option<Instant> {
+        if !self.state_dirty || self.state_file.is_none() {
+            return None;
+        }
+        let every = STATE_WRITE_PER_ENGINE * self.registry.len().min(50_000) as u32;
+        Some(self.state_written.map_or_else(Instant::now, |t| t + every))
+    }
+
+    /// Writes the engine state file if engines changed and it is due. The shell calls this
+    /// before it flushes a pass's output, so an engine whose registration notification went
+    /// out is already on disk, except in large clusters: there it follows within
+    /// [`STATE_WRITE_PER_ENGINE`] × engines of the previous write.
+    pub fn save_state(&mut self, now: Instant) {
+        if self.state_due().is_some_and(|t| t <= now) {
+            self.write_state(now);
+        }
+    }
+
     /// Rewrites `<profile>/log/engines<cluster_id>.json` for `--restore`.
-    pub(crate) fn write_state(&self) {
+    pub fn write_state(&mut self, now: Instant) {
+        self.state_dirty = false;
+        self.state_written = Some(now);
         if let Some(path) = &self.state_file {
             if let Err(e) = oxipp_wire::connection::write_private_json(path, &self.registry.state())
             {

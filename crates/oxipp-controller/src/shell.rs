@@ -518,7 +518,7 @@ pub fn serve(
             Err(e) => tracing::warn!("--restore: no engine state to restore ({e})"),
         }
     }
-    core.write_state();
+    core.write_state(now);
     ready(&bound.client);
     tracing::info!(
         "oxipp controller ready (scheme {}, heartbeat {} ms)",
@@ -526,6 +526,9 @@ pub fn serve(
         core.cfg.hb_period_ms
     );
     let result = event_loop(&mut core, &mut bound.sockets, &stop);
+    if core.state_due().is_some() {
+        core.write_state(Instant::now());
+    }
     linger(&mut bound.sockets, LINGER);
     if let Err(e) = core.flush_db() {
         tracing::error!("final task database flush failed: {e}");
@@ -633,6 +636,13 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
                     Event::Rejected { addr, error } => {
                         tracing::warn!("{sock:?}: dropped the connection from {addr}: {error}");
                     }
+                    Event::AcceptFailed { error } => {
+                        core.stats.bump("accept_failed");
+                        tracing::warn!(
+                            "{sock:?}: cannot accept a connection ({error}); retrying in {:?}",
+                            oxipp_zmtp::ACCEPT_RETRY
+                        );
+                    }
                 }
             }
             if connected && engine_facing(sock) && !deferred.is_empty() {
@@ -649,6 +659,7 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
                 core.handle(sock, frames, Instant::now(), &mut out);
             }
         }
+        core.save_state(Instant::now());
         socks.flush();
         let idle = received == 0;
         let now = Instant::now();
@@ -663,6 +674,7 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
         if !deferred.is_empty() {
             socks.retry_deferred(&mut deferred, now);
         }
+        core.save_state(now);
         socks.flush();
     }
 }

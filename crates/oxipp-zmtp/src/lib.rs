@@ -34,7 +34,7 @@ mod writeq;
 
 pub use frame::ProtocolError;
 pub use poll::poll;
-pub use socket::{Event, Options, SendError, Socket, SocketType, Stats};
+pub use socket::{Event, Options, SendError, Socket, SocketType, Stats, ACCEPT_RETRY};
 
 /// Bytes per read into a socket's shared read buffer (one buffer per socket, not per
 /// connection: leftovers of a partial frame are kept per connection).

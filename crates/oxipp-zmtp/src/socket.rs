@@ -44,6 +44,8 @@ struct Target {
 
 /// epoll events fetched per `epoll_wait`.
 const MAX_EVENTS: usize = 256;
+/// How long a listener that could not accept (out of descriptors) rests before trying again.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// A ZMTP socket. See the module documentation for how to drive it.
 pub struct Socket {
@@ -52,6 +54,8 @@ pub struct Socket {
     epoll: OwnedFd,
     /// Listeners by token; tokens are never reused, so a stale epoll event finds nothing.
     listeners: HashMap<u64, TcpListener>,
+    /// Listeners taken out of epoll after a failed accept, and when to try them again.
+    paused: Vec<(Instant, u64)>,
     conns: HashMap<u64, Conn>,
     targets: Vec<Target>,
     next_token: u64,
@@ -100,6 +104,7 @@ impl Socket {
             unsent: VecDeque::new(),
             inbox: VecDeque::new(),
             events: VecDeque::new(),
+            paused: Vec::new(),
             dirty: Vec::new(),
             handshakes: VecDeque::new(),
             subscriptions: Vec::new(),
@@ -217,6 +222,7 @@ impl Socket {
             .iter()
             .filter_map(|t| t.retry_at)
             .chain(self.handshakes.front().map(|h| h.0))
+            .chain(self.paused.iter().map(|p| p.0))
             .min()
             .map(|at| at.saturating_duration_since(now))
     }
@@ -330,6 +336,9 @@ impl Socket {
     /// One IO pass: due reconnects and handshake timeouts, then everything epoll reports
     /// ready right now.
     pub fn handle_io(&mut self) {
+        if !self.paused.is_empty() {
+            self.resume_listeners(Instant::now());
+        }
         if let Some(&(at, _)) = self.handshakes.front() {
             let now = Instant::now();
             if at <= now {
@@ -426,8 +435,17 @@ impl Socket {
             };
             let (stream, addr) = match l.accept() {
                 Ok(x) => x,
-                // WouldBlock, or EMFILE & co: try again at the next pass.
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // the peer gave up while queued, or a signal: the next one may be fine
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return self.pause_listener(lt, e),
             };
             self.stats.accepted += 1;
             if stream.set_nonblocking(true).is_err() {
@@ -447,6 +465,46 @@ impl Socket {
             let c = Conn::new(stream, addr, Phase::Greeting, self.opts.max_msg_size, None);
             self.conns.insert(t, c);
             self.begin_handshake(t);
+        }
+    }
+
+    /// EMFILE & co: the pending connection stays queued and the listener stays readable, so
+    /// a level-triggered poll would report it ready, and this fail, in a busy loop. Take it
+    /// out of epoll for [`ACCEPT_RETRY`] and tell the owner.
+    fn pause_listener(&mut self, lt: u64, e: io::Error) {
+        self.stats.accept_failed += 1;
+        self.events.push_back(Event::AcceptFailed {
+            error: e.to_string(),
+        });
+        if let Some(l) = self.listeners.get(&lt) {
+            let _ = epoll::modify(
+                &self.epoll,
+                l,
+                epoll::EventData::new_u64(lt),
+                epoll::EventFlags::empty(),
+            );
+        }
+        self.paused.push((Instant::now() + ACCEPT_RETRY, lt));
+    }
+
+    fn resume_listeners(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .paused
+            .iter()
+            .filter(|p| p.0 <= now)
+            .map(|p| p.1)
+            .collect();
+        self.paused.retain(|p| p.0 > now);
+        for lt in due {
+            if let Some(l) = self.listeners.get(&lt) {
+                let _ = epoll::modify(
+                    &self.epoll,
+                    l,
+                    epoll::EventData::new_u64(lt),
+                    epoll::EventFlags::IN,
+                );
+            }
+            self.accept_all(lt);
         }
     }
 

@@ -93,6 +93,11 @@ pub enum Event {
         addr: SocketAddr,
         error: ProtocolError,
     },
+    /// A listener could not accept a connection for lack of resources (usually EMFILE: the
+    /// process is out of file descriptors). The connection stays in the kernel's accept
+    /// queue; the listener pauses for [`ACCEPT_RETRY`](crate::ACCEPT_RETRY) and tries again,
+    /// instead of being reported ready (and failing) on every poll.
+    AcceptFailed { error: String },
 }
 
 /// Counters, for logs and tests.
@@ -107,6 +112,8 @@ pub struct Stats {
     pub protocol_errors: u64,
     /// Reconnect attempts started after a lost or refused connection.
     pub reconnects: u64,
+    /// `accept` failures for lack of resources (see [`Event::AcceptFailed`]).
+    pub accept_failed: u64,
 }
 
 /// Why [`Socket::send`](crate::Socket::send) refused a message.

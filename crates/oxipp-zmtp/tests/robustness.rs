@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::*;
@@ -36,7 +36,7 @@ fn survives(
     let err = loop {
         match event(&mut r) {
             Event::Rejected { error, .. } => break error,
-            Event::Connected { .. } | Event::Disconnected { .. } => {}
+            Event::Connected { .. } | Event::Disconnected { .. } | Event::AcceptFailed { .. } => {}
         }
     };
     assert!(expect(&err), "unexpected rejection reason {err:?}");
@@ -241,4 +241,39 @@ fn a_big_frame_trickling_in_and_the_small_message_after_it_both_arrive() {
     let m = recv_within(&mut r, Duration::from_secs(2)).expect("the small message after it");
     assert_eq!(&m[1][..], b"after");
     drop(writer.join().unwrap());
+}
+
+/// Thousands of engines connect at once: the listener's accept queue must hold them while
+/// its owner is busy. With std's backlog of 128 (libzmq: 100) the kernel drops the SYNs of
+/// the rest, and each of those connects stalls for TCP's 1 s SYN retransmission.
+#[test]
+fn a_burst_of_connections_waits_in_the_accept_queue() {
+    let mut router = ours(SocketType::Router, b"r");
+    let port = router.bind("tcp://127.0.0.1:0").unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    let burst = 1000.min(somaxconn.saturating_sub(10));
+    // Nobody accepts meanwhile. A dropped SYN is retried after 1 s, so a connect that has to
+    // wait for it runs into this limit instead of completing.
+    let limit = Duration::from_millis(900);
+    let mut streams = Vec::with_capacity(burst);
+    for i in 0..burst {
+        match std::net::TcpStream::connect_timeout(&addr, limit) {
+            Ok(s) => streams.push(s),
+            Err(e) => panic!("connection {i} of {burst} was not queued: {e}"),
+        }
+    }
+    // and the listener then takes them all
+    let end = Instant::now() + T;
+    while router.stats().accepted < burst as u64 {
+        assert!(
+            Instant::now() < end,
+            "accepted only {}",
+            router.stats().accepted
+        );
+        router.handle_io();
+    }
 }

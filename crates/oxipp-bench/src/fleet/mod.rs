@@ -45,6 +45,11 @@ pub struct FleetOptions {
     /// Check the signature of every request (a controller that corrupts messages is caught;
     /// costs one HMAC per request).
     pub verify: bool,
+    /// Engines connect only their heart after registering, no shell. A full engine holds
+    /// four connections at the controller (pong, mux, task, broadcast leaf), so 5,000 of them
+    /// need ~20,000 descriptors there, at or above the hard limit of small sandboxes (this
+    /// one: 20,000); registration needs only the heart, so it can still be measured.
+    pub heart_only: bool,
     /// Processes to spread the engines over (1 = all in this one).
     pub processes: usize,
     /// Arguments that let a helper process find the controller (`--profile-dir`, …).

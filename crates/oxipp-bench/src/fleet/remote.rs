@@ -42,6 +42,7 @@ impl Child {
                 opts.engines_per_context
             ))
             .args((!opts.verify).then_some("--no-verify"))
+            .args(opts.heart_only.then_some("--heart-only"))
             .arg("fleet-worker")
             .arg(format!("--count={count}"))
             .stdin(Stdio::piped())

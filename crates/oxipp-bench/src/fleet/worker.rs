@@ -39,7 +39,8 @@ enum State {
     Registering(Socket),
     Ready {
         id: i64,
-        shell: Socket,
+        /// None for heart-only engines ([`FleetOptions::heart_only`]).
+        shell: Option<Socket>,
         heart: Socket,
     },
     Failed,
@@ -201,7 +202,9 @@ impl Worker {
                 };
                 (matches!(slot.state, State::Ready { .. }), 0)
             }
-            State::Ready { shell, .. } => {
+            State::Ready {
+                shell: Some(shell), ..
+            } => {
                 let mut n = 0;
                 // Drained to EAGAIN (the last operation on the socket, so its descriptor
                 // is armed again) unless the batch limit stopped us first.
@@ -216,7 +219,7 @@ impl Worker {
                 }
                 (false, n)
             }
-            State::Failed => (false, 0),
+            State::Ready { shell: None, .. } | State::Failed => (false, 0),
         }
     }
 
@@ -239,19 +242,25 @@ impl Worker {
 
     /// After `registration_reply`: the shell ROUTER joins mux, task and one broadcast leaf,
     /// and the heart connects to the pong port, all with the engine uuid as identity (stock
-    /// engines do the same, and the controller routes to them by it).
+    /// engines do the same, and the controller routes to them by it). Heart-only engines skip
+    /// the shell: registration completes on the first heartbeat and never looks at it.
     fn connect_engine(&self, ctx: &Context, core: &EngineCore, id: i64) -> Result<State> {
         let e = &self.conn.engine;
         let spec = SocketSpec {
             identity: Some(core.uuid.as_bytes()),
             subscribe_all: false,
         };
-        let shell = new_socket(ctx, SocketType::ROUTER, &spec)?;
-        shell.set_linger(0)?;
-        let leaf = e.broadcast[id.rem_euclid(e.broadcast.len() as i64) as usize];
-        for port in [e.mux, e.task, leaf] {
-            shell.connect(&self.conn.engine_url(port))?;
-        }
+        let shell = if self.opts.heart_only {
+            None
+        } else {
+            let shell = new_socket(ctx, SocketType::ROUTER, &spec)?;
+            shell.set_linger(0)?;
+            let leaf = e.broadcast[id.rem_euclid(e.broadcast.len() as i64) as usize];
+            for port in [e.mux, e.task, leaf] {
+                shell.connect(&self.conn.engine_url(port))?;
+            }
+            Some(shell)
+        };
         let heart = new_socket(ctx, SocketType::DEALER, &spec)?;
         heart.set_linger(0)?;
         heart.connect(&self.conn.engine_url(e.hb_pong))?;
@@ -272,8 +281,10 @@ fn poll(sub: &Socket, sub_active: bool, slots: &[Slot]) -> Result<(bool, Vec<usi
     for (i, slot) in slots.iter().enumerate() {
         let sock = match &slot.state {
             State::Registering(s) => s,
-            State::Ready { shell, .. } => shell,
-            State::Failed => continue,
+            State::Ready {
+                shell: Some(shell), ..
+            } => shell,
+            State::Ready { shell: None, .. } | State::Failed => continue,
         };
         busy |= slot.active;
         items.push(zmq::PollItem::from_fd(sock.get_fd()?, zmq::POLLIN));
