@@ -133,3 +133,98 @@ def test_thresholds_are_part_of_the_key(threshold):
 
     obj, _ = deserialize_object(serialize_object(f, buffer_threshold=threshold), {})
     assert obj() == 100
+
+
+# --- the engine's side: decoded functions by their bytes (serialize._decoded) ---------------
+
+
+def unpack(f, *args, ns=None):
+    """What an engine does with ``apply(f, *args)``: the function, args and kwargs."""
+    bufs = [bytes(b) for b in serialize.pack_apply_message(f, args, {})]
+    return serialize.unpack_apply_message(bufs, {} if ns is None else ns)
+
+
+def decoded_as_cached(f) -> bool:
+    key = serialize._decoded.key(bytes(serialize_object(f)[0]))
+    return serialize._decoded.get(key) is not None
+
+
+def test_engine_rebuilds_a_plain_function_it_has_seen_without_unpickling_it(monkeypatch):
+    def f(x):
+        return x + offset  # noqa: F821 - resolved in the engine's namespace
+
+    f.__module__ = "__main__"  # as if interactive: runs in the namespace the engine gives
+    unpack(f, 1, ns={"offset": 0})
+    assert decoded_as_cached(f)
+
+    def no_unpickling(*a, **kw):
+        raise AssertionError("unpickled again")
+
+    monkeypatch.setattr(serialize, "_wire_loads", no_unpickling)
+    monkeypatch.setattr(
+        serialize, "_apply_info", lambda buf: {"nargs": 1, "narg_bufs": 1, "kw_keys": []}
+    )
+    monkeypatch.setattr(serialize, "deserialize_object", lambda bufs, g: (5, bufs[1:]))
+    ns1, ns2 = {"offset": 10}, {"offset": 20}
+    f1, args, _ = unpack(f, 5, ns=ns1)
+    f2, _, _ = unpack(f, 5, ns=ns2)
+    assert f1 is not f2, "each request gets its own function object"
+    assert (f1(*args), f2(*args)) == (15, 25), "each runs in the namespace it was given"
+    f1.counter = 1  # an attribute set by one call must not show up in the next
+    assert not hasattr(unpack(f, 5)[0], "counter")
+
+
+def test_engine_never_reuses_closures_or_mutable_defaults():
+    def make():
+        seen = []
+
+        def f(x):
+            seen.append(x)
+            return len(seen)
+
+        return f
+
+    f = make()
+    assert unpack(f, 1)[0](1) == 1
+    assert unpack(f, 1)[0](1) == 1, "a fresh closure cell per request, as stock"
+    assert not decoded_as_cached(f)
+
+    def g(x, acc=[]):  # noqa: B006 - the point of the test
+        acc.append(x)
+        return len(acc)
+
+    assert unpack(g, 1)[0](1) == 1
+    assert unpack(g, 1)[0](1) == 1
+    assert not decoded_as_cached(g)
+
+
+def test_engine_cache_is_bounded():
+    cache = serialize.DecodedCache(max_entries=3, max_bytes=10)
+    for i in range(5):
+        cache.put(cache.key(b"k%d" % i), i)
+    assert len(cache) == 3
+    assert cache.get(b"k0") is None and cache.get(b"k4") == 4, "oldest entries go first"
+    assert cache.key(b"x" * 11) is None, "big buffers are not kept"
+
+
+def test_engine_cache_is_off_under_another_pickler(monkeypatch):
+    def f():
+        return 1
+
+    import pickle as stdlib_pickle
+
+    class OtherPickle:
+        """Stands for dill/cloudpickle: another module bound to serialize.pickle."""
+
+        loads = staticmethod(stdlib_pickle.loads)
+        dumps = staticmethod(stdlib_pickle.dumps)
+        Unpickler = stdlib_pickle.Unpickler
+        Pickler = stdlib_pickle.Pickler
+
+    bufs = [bytes(b) for b in serialize.pack_apply_message(f, (), {})]
+    before = len(serialize._decoded)
+    monkeypatch.setattr(serialize, "pickle", OtherPickle)
+    key = serialize._decoded.key(bufs[0])
+    assert serialize._decoded.get(key) is None
+    serialize.unpack_apply_message(bufs, {})
+    assert len(serialize._decoded) == before

@@ -27,7 +27,7 @@ from .canning import (
     uncan,
     uncan_sequence,
 )
-from .function_cache import FunctionPickleCache
+from .function_cache import DecodedCache, FunctionPickleCache, plain_canned_function
 
 __all__ = [
     "MAX_BYTES",
@@ -48,6 +48,9 @@ MAX_BYTES = 1024
 MAX_ITEMS = 64
 
 _function_pickles = FunctionPickleCache()
+#: engine side: decoded plain functions and apply info dicts, by their bytes (stdlib pickle only)
+_decoded = DecodedCache()
+_stdlib_pickle = pickle
 #: the serializer under which function pickles may be cached (see function_cache)
 _CACHEABLE_HOW = (pickle, _original_can_map.get(FunctionType))
 
@@ -173,7 +176,11 @@ def deserialize_object(buffers, g=None):
     this side (the engine's user namespace).
     """
     bufs = list(buffers)
-    canned = _wire_loads(bufs[0], pickle)
+    return _rebuild(_wire_loads(bufs[0], pickle), bufs, g)
+
+
+def _rebuild(canned, bufs, g):
+    """The rest of :func:`deserialize_object` once ``bufs[0]`` is decoded into ``canned``."""
     pos = 1
     if istype(canned, sequence_types) and len(canned) < MAX_ITEMS:
         for c in canned:
@@ -222,8 +229,8 @@ def unpack_apply_message(bufs, g=None, copy=True):
     bufs = list(bufs)
     if len(bufs) < 2:
         raise ValueError(f"an apply request needs at least 2 buffers, got {len(bufs)}")
-    f, bufs = deserialize_object(bufs, g)
-    info = _wire_loads(bufs.pop(0), pickle)
+    f, bufs = _apply_function(bufs, g)
+    info = _apply_info(bufs.pop(0))
     narg_bufs = info["narg_bufs"]
     arg_bufs, kwarg_bufs = bufs[:narg_bufs], bufs[narg_bufs:]
 
@@ -240,3 +247,32 @@ def unpack_apply_message(bufs, g=None, copy=True):
     if kwarg_bufs:
         raise ValueError(f"{len(kwarg_bufs)} unclaimed keyword-argument buffers")
     return f, tuple(args), kwargs
+
+
+def _apply_function(bufs, g):
+    """:func:`deserialize_object` for an apply request's function, through ``_decoded``: a
+    plain function sent again is rebuilt from its cached canned form without unpickling."""
+    # `pickle` is read at call time: use_dill()/use_cloudpickle() rebind it
+    key = _decoded.key(bufs[0]) if pickle is _stdlib_pickle else None
+    if key is None:
+        return deserialize_object(bufs, g)
+    canned = _decoded.get(key)
+    if canned is None:
+        canned = _wire_loads(key, pickle)
+        if plain_canned_function(canned):
+            _decoded.put(key, canned)
+    return _rebuild(canned, bufs, g)
+
+
+def _apply_info(buf):
+    """The info dict of an apply request (``nargs``, ``narg_bufs``, ``kw_keys``): only read,
+    so the same bytes may share one decoded dict."""
+    key = _decoded.key(buf) if pickle is _stdlib_pickle else None
+    if key is None:
+        return _wire_loads(buf, pickle)
+    info = _decoded.get(key)
+    if info is None:
+        info = _wire_loads(key, pickle)
+        if type(info) is dict:
+            _decoded.put(key, info)
+    return info
