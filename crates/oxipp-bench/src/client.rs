@@ -13,14 +13,13 @@ use oxipp_wire::msg_types::{
 };
 use oxipp_wire::session::encode;
 use oxipp_wire::signing::Verdict;
-use oxipp_wire::sockets::{
-    new_socket, recv_frames, send_frames, Context, Socket, SocketSpec, SocketType,
-};
 use oxipp_wire::{Frame, Message, Session};
+use oxipp_zmtp::{Options, Socket, SocketType};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::conn::Conn;
+use crate::sock::{send, wait};
 
 /// A reply as the benchmark loops need it: who it answers and whether it succeeded.
 #[derive(Debug)]
@@ -41,10 +40,11 @@ struct StatusContent {
     evalue: Option<String>,
 }
 
+/// The client's sockets are [`oxipp_zmtp`] sockets driven by the calling thread: they make
+/// progress (connect, handshake, read, write) only inside its calls (see [`crate::sock`]).
 pub struct SimClient {
     pub conn: Conn,
     pub session: Session,
-    pub ctx: Context,
 }
 
 impl SimClient {
@@ -52,29 +52,21 @@ impl SimClient {
         SimClient {
             conn: conn.clone(),
             session: Session::with_random_id(conn.signer.clone()),
-            ctx: Context::new(),
         }
     }
 
     /// An identity-less DEALER connected to a client-side port (`mux`, `task`, `registration`…).
+    /// What is sent before the connection is up waits for it.
     pub fn dealer(&self, port: u16) -> Result<Socket> {
-        let s = new_socket(&self.ctx, SocketType::DEALER, &SocketSpec::default())?;
-        s.set_linger(0)?;
+        let mut s = Socket::new(SocketType::Dealer, Options::default())?;
         s.connect(&self.conn.client_url(port))?;
         Ok(s)
     }
 
-    /// A SUB on the Hub's notification PUB.
+    /// A SUB on the Hub's notification PUB, subscribed to everything.
     pub fn notifications(&self) -> Result<Socket> {
-        let s = new_socket(
-            &self.ctx,
-            SocketType::SUB,
-            &SocketSpec {
-                identity: None,
-                subscribe_all: true,
-            },
-        )?;
-        s.set_linger(0)?;
+        let mut s = Socket::new(SocketType::Sub, Options::default())?;
+        s.subscribe(b"");
         s.connect(&self.conn.client_url(self.conn.client.notification))?;
         Ok(s)
     }
@@ -138,12 +130,13 @@ impl SimClient {
     /// `connection_request` on the query channel: the engines the Hub reports as registered.
     pub fn connection_request(
         &self,
-        query: &Socket,
+        query: &mut Socket,
         timeout: Duration,
     ) -> Result<Vec<(i64, String)>> {
         let empty = Bytes::from_static(b"{}");
         let (msg_id, m) = self.request(vec![], CONNECTION_REQUEST, &empty, &empty, &[]);
-        send_frames(query, m.into_frames())?;
+        send(query, m.into_frames())?;
+        query.flush();
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -153,10 +146,11 @@ impl SimClient {
                     timeout.as_secs_f64()
                 );
             }
-            if query.poll(zmq::POLLIN, left.as_millis() as i64)? == 0 {
+            wait(query, left)?;
+            let Some(frames) = query.recv() else {
                 continue;
-            }
-            let m = Message::parse(recv_frames(query, false)?)?;
+            };
+            let m = Message::parse(frames)?;
             if m.parent_id()?.msg_id.as_deref() != Some(msg_id.as_str()) {
                 continue; // a late reply to an earlier request
             }
@@ -199,8 +193,8 @@ impl RegistrationWatch {
     }
 
     /// Drains the notification SUB without blocking.
-    pub fn drain(&mut self, sub: &Socket) {
-        while let Ok(frames) = recv_frames(sub, true) {
+    pub fn drain(&mut self, sub: &mut Socket) {
+        while let Some(frames) = sub.recv() {
             let Ok(m) = Message::parse(frames) else {
                 continue;
             };

@@ -2,8 +2,9 @@
 //!
 //! Real stock engines cost ~100 MB and a second of start-up each, so a controller cannot be
 //! measured at 5,000 engines or 100,000 tasks/s with them on one small machine. These
-//! simulated peers speak the stock protocol over real ZeroMQ sockets (any controller that works
-//! with stock engines works with them) but do no work, so what is measured is the controller.
+//! simulated peers speak the stock protocol over real ZeroMQ connections (ZMTP, spoken by
+//! `oxipp_zmtp`; any controller that works with stock engines works with them) but do no work,
+//! so what is measured is the controller.
 //! Every subcommand prints exactly one JSON object on stdout; diagnostics go to stderr.
 
 /// The same allocator as the controller: the simulator allocates per message too, and on two
@@ -17,6 +18,7 @@ mod engine;
 mod fleet;
 mod limits;
 mod procfs;
+mod sock;
 mod stats;
 mod workloads;
 
@@ -63,9 +65,10 @@ struct Common {
     /// Engine worker threads (default: one per 1,000 engines, 1 to 4).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Simulated engines per ZeroMQ context (libzmq allows 1,023 sockets per context).
-    #[arg(long, global = true, default_value_t = 300)]
-    engines_per_context: usize,
+    /// Ignored; accepted so that older scripts still run. It split engines over libzmq
+    /// contexts (1,023 sockets each); the simulator no longer uses libzmq.
+    #[arg(long, global = true)]
+    engines_per_context: Option<usize>,
     /// Skip checking request signatures in the engines (replies are always verified).
     #[arg(long, global = true)]
     no_verify: bool,
@@ -176,8 +179,8 @@ fn run(cli: &Cli, nofile: u64) -> Result<Value> {
     let engines = cli.cmd.engines();
     let processes = c
         .processes
-        .unwrap_or_else(|| default_processes(engines, nofile));
-    if let Some(w) = limits::warning(engines.div_ceil(processes.max(1)), nofile) {
+        .unwrap_or_else(|| default_processes(engines, c.heart_only, nofile));
+    if let Some(w) = limits::warning(engines.div_ceil(processes.max(1)), c.heart_only, nofile) {
         eprintln!("oxipp-sim: warning: {w}");
     }
     let opts = FleetOptions {
@@ -185,7 +188,6 @@ fn run(cli: &Cli, nofile: u64) -> Result<Value> {
         threads: c
             .threads
             .unwrap_or_else(|| default_threads(engines.div_ceil(processes))),
-        engines_per_context: c.engines_per_context,
         verify: !c.no_verify,
         heart_only: c.heart_only,
         processes,
@@ -229,6 +231,11 @@ fn run(cli: &Cli, nofile: u64) -> Result<Value> {
 }
 
 fn main() -> ExitCode {
+    // No transparent huge pages: every oxipp_zmtp socket allocates a 256 KiB read buffer, of
+    // which a simulated engine's small messages touch a page or two, but mimalloc asks for
+    // huge pages and each first touch then faults in (and zeroes) 2 MiB. Registering 1,000
+    // engines (3,000 sockets) spent 60% of the simulator's CPU zeroing them.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     let nofile = limits::raise_nofile();
     let (mut out, code) = match run(&cli, nofile) {

@@ -165,6 +165,10 @@ impl Decoder {
                 return Ok(pos);
             }
             let rest = &input[pos..];
+            if let Some(used) = whole_message(rest, self.max_frame, out) {
+                pos += used;
+                continue;
+            }
             let Some((flags, size, hdr)) = parse_header(rest) else {
                 return Ok(pos);
             };
@@ -270,6 +274,52 @@ impl Decoder {
 }
 
 /// Parses a frame header: `(flags, size, header length)`, or `None` if incomplete.
+/// Frames a message may have for [`whole_message`] to take it in one piece (more are decoded
+/// frame by frame: scanning ahead is repeated on every read while the message is incomplete).
+const WHOLE_MESSAGE_MAX_FRAMES: usize = 32;
+
+/// If `input` starts with a complete message (up to the frame without MORE) of small data
+/// frames, copies it into one buffer and appends its frames as slices of that buffer;
+/// returns the bytes consumed. Otherwise (incomplete, a command, a big or oversized frame,
+/// too many frames) `None`, and the caller decodes frame by frame, reporting errors there.
+///
+/// One allocation per message instead of one per frame: a signed ipyparallel message has
+/// seven or more frames, and the controller clones most of them (each clone of a frame
+/// copied on its own allocated a second time, for the shared count).
+fn whole_message(input: &[u8], max_frame: u64, out: &mut Vec<Item>) -> Option<usize> {
+    let mut end = 0;
+    let mut frames = 0;
+    loop {
+        let (flags, size, hdr) = parse_header(&input[end..])?;
+        if flags & FLAG_COMMAND != 0 || size >= ZERO_COPY_MIN as u64 || size > max_frame {
+            return None;
+        }
+        end += hdr + size as usize;
+        frames += 1;
+        if end > input.len() || frames > WHOLE_MESSAGE_MAX_FRAMES {
+            return None;
+        }
+        if flags & FLAG_MORE == 0 {
+            break;
+        }
+    }
+    if frames == 1 {
+        return None; // nothing to share: the frame-by-frame path is as cheap
+    }
+    let chunk = Bytes::copy_from_slice(&input[..end]);
+    let mut at = 0;
+    while at < end {
+        let (flags, size, hdr) = parse_header(&input[at..])?;
+        let body = at + hdr..at + hdr + size as usize;
+        at = body.end;
+        out.push(Item::Frame {
+            more: flags & FLAG_MORE != 0,
+            data: chunk.slice(body),
+        });
+    }
+    Some(end)
+}
+
 fn parse_header(b: &[u8]) -> Option<(u8, u64, usize)> {
     let flags = *b.first()?;
     if flags & FLAG_LONG != 0 {

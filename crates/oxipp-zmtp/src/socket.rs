@@ -108,7 +108,9 @@ impl Socket {
             dirty: Vec::new(),
             handshakes: VecDeque::new(),
             subscriptions: Vec::new(),
-            read_buf: vec![0; crate::READ_BUF],
+            // grown on the first read (Conn::read): a process with thousands of sockets, most
+            // of them quiet, should not zero 256 KiB for each
+            read_buf: Vec::new(),
             items: Vec::new(),
             next_routing_id: rand::random(),
             stats: Stats::default(),

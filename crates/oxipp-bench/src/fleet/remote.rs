@@ -37,10 +37,6 @@ impl Child {
         let mut cmd = Command::new(exe);
         cmd.args(&opts.child_args)
             .arg(format!("--threads={}", opts.threads))
-            .arg(format!(
-                "--engines-per-context={}",
-                opts.engines_per_context
-            ))
             .args((!opts.verify).then_some("--no-verify"))
             .args(opts.heart_only.then_some("--heart-only"))
             .arg("fleet-worker")

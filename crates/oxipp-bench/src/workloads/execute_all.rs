@@ -11,12 +11,12 @@ use anyhow::{bail, Result};
 use bytes::Bytes;
 use oxipp_wire::msg_types::EXECUTE_REQUEST;
 use oxipp_wire::session::encode;
-use oxipp_wire::sockets::{recv_frames, send_frames};
 use serde_json::{json, Value};
 
 use super::bring_up_all;
 use crate::client::SimClient;
 use crate::fleet::FleetOptions;
+use crate::sock::{send, take, wait};
 use crate::stats::summarize;
 
 /// A round whose replies do not all arrive within this time fails the run.
@@ -29,7 +29,7 @@ pub fn run(
     rounds: usize,
 ) -> Result<Value> {
     let mut up = bring_up_all(client, opts, timeout)?;
-    let sock = client.dealer(client.conn.client.mux)?;
+    let mut sock = client.dealer(client.conn.client.mux)?;
     let metadata = Bytes::from_static(br#"{"label": null}"#);
     let content = Bytes::from(encode(
         &json!({"code": "pass", "silent": false, "user_expressions": {}}),
@@ -42,9 +42,10 @@ pub fn run(
         for e in &up.engines {
             let route = vec![Bytes::from(e.uuid.clone())];
             let (id, m) = client.request(route, EXECUTE_REQUEST, &metadata, &content, &[]);
-            send_frames(&sock, m.into_frames())?;
+            send(&mut sock, m.into_frames())?;
             pending.insert(id);
         }
+        sock.flush();
         while !pending.is_empty() {
             let left = ROUND_TIMEOUT.saturating_sub(t0.elapsed());
             if left.is_zero() {
@@ -55,10 +56,9 @@ pub fn run(
                     ROUND_TIMEOUT.as_secs()
                 );
             }
-            if sock.poll(zmq::POLLIN, left.as_millis() as i64)? == 0 {
-                continue;
-            }
-            while let Ok(frames) = recv_frames(&sock, true) {
+            wait(&mut sock, left)?;
+            sock.handle_io();
+            while let Some(frames) = take(&mut sock) {
                 let r = client.parse_reply(frames)?;
                 if !pending.remove(&r.parent_msg_id) {
                     bail!("unexpected reply {}", r.parent_msg_id);

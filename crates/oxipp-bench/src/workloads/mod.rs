@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::client::{RegistrationWatch, SimClient};
 use crate::fleet::{Fleet, FleetOptions, Registered};
+use crate::sock::{settle, wait};
 
 /// Time PUB/SUB needs before a new subscription is in effect ("slow joiner"); notifications
 /// published earlier would be lost and registration would look slower than it is.
@@ -60,9 +61,11 @@ pub struct Up {
 /// Starts `opts.engines` engines and waits (up to `timeout`) until the Hub announces all of
 /// them. The clock starts just before the first engine socket is created.
 pub fn bring_up(client: &SimClient, opts: &FleetOptions, timeout: Duration) -> Result<Up> {
-    let sub = client.notifications()?;
-    let query = client.dealer(client.conn.client.registration)?;
-    std::thread::sleep(SUBSCRIBE_SETTLE);
+    let mut sub = client.notifications()?;
+    let mut query = client.dealer(client.conn.client.registration)?;
+    // (the subscription goes out only while the SUB is driven; the query DEALER holds its
+    // requests until it has connected, inside `connection_request`)
+    settle(&mut sub, SUBSCRIBE_SETTLE)?;
     let t0 = Instant::now();
     let fleet = Fleet::start(&client.conn, opts)?;
     let mut watch = RegistrationWatch::new(&fleet.uuids);
@@ -72,9 +75,9 @@ pub fn bring_up(client: &SimClient, opts: &FleetOptions, timeout: Duration) -> R
     let mut method = "registration_notification";
     let deadline = t0 + timeout;
     while !watch.complete() && Instant::now() < deadline {
-        sub.poll(zmq::POLLIN, 20)?;
+        wait(&mut sub, Duration::from_millis(20))?;
         let before = watch.count();
-        watch.drain(&sub);
+        watch.drain(&mut sub);
         engines.extend(fleet.registered.try_iter());
         if replies_elapsed.is_none() && engines.len() == opts.engines {
             replies_elapsed = Some(t0.elapsed());
@@ -82,7 +85,7 @@ pub fn bring_up(client: &SimClient, opts: &FleetOptions, timeout: Duration) -> R
         if watch.count() > before {
             last_progress = Instant::now();
         } else if last_progress.elapsed() > QUIET_BEFORE_QUERY {
-            if let Ok(listed) = client.connection_request(&query, Duration::from_secs(2)) {
+            if let Ok(listed) = client.connection_request(&mut query, Duration::from_secs(2)) {
                 let before = watch.count();
                 watch.absorb(&listed);
                 if watch.count() > before {

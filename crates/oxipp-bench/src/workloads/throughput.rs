@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use oxipp_wire::msg_types::APPLY_REQUEST;
-use oxipp_wire::sockets::{recv_frames, send_frames, Socket};
 use oxipp_wire::Frame;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -19,6 +18,7 @@ use super::bring_up_all;
 use crate::client::{apply_buffers, lb_metadata, SimClient};
 use crate::fleet::FleetOptions;
 use crate::procfs;
+use crate::sock::{send, take, wait};
 use crate::stats::{summarize, Summary};
 
 /// A reply that takes longer than this, with requests in flight, means the controller lost or
@@ -90,7 +90,7 @@ pub fn pump(
     window: usize,
     mut on_progress: impl FnMut(u64),
 ) -> Result<PumpResult> {
-    let sock = client.dealer(route.port(client))?;
+    let mut sock = client.dealer(route.port(client))?;
     let metadata = route.metadata();
     let content = Bytes::from_static(b"{}");
     let buffers = apply_buffers();
@@ -110,22 +110,16 @@ pub fn pump(
                 &content,
                 &buffers,
             );
-            send_frames(&sock, m.into_frames())?;
+            send(&mut sock, m.into_frames())?;
             pending.insert(id, Instant::now());
             sent += 1;
         }
-        if sock.poll(zmq::POLLIN, 100)? == 0 {
-            if last_reply.elapsed() > STALL {
-                bail!(
-                    "stalled: no reply for {} s with {} requests in flight ({done}/{total} done)",
-                    STALL.as_secs(),
-                    pending.len()
-                );
-            }
-            continue;
-        }
+        // one write for everything queued since the last pass
+        sock.flush();
+        wait(&mut sock, Duration::from_millis(100))?;
         let before = done;
-        drain(&sock, |frames| {
+        sock.handle_io();
+        while let Some(frames) = take(&mut sock) {
             let r = client.parse_reply(frames)?;
             let Some(t) = pending.remove(&r.parent_msg_id) else {
                 bail!(
@@ -141,8 +135,17 @@ pub fn pump(
                 errors.push(r.error.unwrap_or_default());
             }
             on_progress(done);
-            Ok(())
-        })?;
+        }
+        if done == before {
+            if last_reply.elapsed() > STALL {
+                bail!(
+                    "stalled: no reply for {} s with {} requests in flight ({done}/{total} done)",
+                    STALL.as_secs(),
+                    pending.len()
+                );
+            }
+            continue;
+        }
         last_reply = Instant::now();
         if ((done - before) as usize) < COALESCE_BELOW && pending.len() * 2 >= window {
             std::thread::sleep(COALESCE_PAUSE);
@@ -158,17 +161,6 @@ pub fn pump(
         latency_ms: summarize(&latencies),
         errors,
     })
-}
-
-/// Handles every message waiting on `sock`.
-fn drain(sock: &Socket, mut f: impl FnMut(Vec<Frame>) -> Result<()>) -> Result<()> {
-    loop {
-        match recv_frames(sock, true) {
-            Ok(frames) => f(frames)?,
-            Err(zmq::Error::EAGAIN) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// Parameters shared by the throughput-style scenarios.
