@@ -636,6 +636,13 @@ fn event_loop(core: &mut Controller, socks: &mut Sockets, stop: &AtomicBool) -> 
                     Event::Rejected { addr, error } => {
                         tracing::warn!("{sock:?}: dropped the connection from {addr}: {error}");
                     }
+                    Event::SubscriberStalled { addr, queued } => {
+                        core.stats.bump("subscriber_stalled");
+                        tracing::warn!(
+                            "{sock:?}: subscriber {addr} is not reading ({queued} bytes queued); \
+                             dropping its messages until it catches up"
+                        );
+                    }
                     Event::AcceptFailed { error } => {
                         core.stats.bump("accept_failed");
                         tracing::warn!(

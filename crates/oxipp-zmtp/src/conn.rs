@@ -68,6 +68,8 @@ pub struct Conn {
     pub endpoint: Option<usize>,
     /// PUB side: the peer's subscriptions (a multiset, like libzmq's refcounted trie).
     pub subs: Vec<Bytes>,
+    /// PUB side: dropping messages for this subscriber (its queue reached the high-water mark).
+    pub stalled: bool,
     pub peer_minor: u8,
     /// This connection's `SO_RCVLOWAT` as last set (see [`Conn::update_lowat`]).
     lowat: usize,
@@ -95,6 +97,7 @@ impl Conn {
             parts: Vec::new(),
             endpoint,
             subs: Vec::new(),
+            stalled: false,
             peer_minor: 0,
             lowat: 1,
         }

@@ -266,14 +266,29 @@ impl Socket {
                     return Err(SendError::Empty);
                 }
                 let topic = &frames[0];
+                let hwm = self.opts.pub_hwm_bytes.unwrap_or(usize::MAX);
                 for &t in &self.active {
                     let Some(c) = self.conns.get_mut(&t) else {
                         continue;
                     };
-                    if c.subs.iter().any(|s| topic.starts_with(s)) {
-                        c.out.push_message(&frames);
-                        mark_dirty(&mut self.dirty, c, t);
+                    if !c.subs.iter().any(|s| topic.starts_with(s)) {
+                        continue;
                     }
+                    let queued = c.out.len();
+                    if queued >= hwm || (c.stalled && queued > hwm / 2) {
+                        self.stats.pub_dropped += 1;
+                        if !c.stalled {
+                            c.stalled = true;
+                            self.events.push_back(Event::SubscriberStalled {
+                                addr: c.addr,
+                                queued,
+                            });
+                        }
+                        continue;
+                    }
+                    c.stalled = false;
+                    c.out.push_message(&frames);
+                    mark_dirty(&mut self.dirty, c, t);
                 }
             }
             SocketType::Sub => return Err(SendError::NotSupported),

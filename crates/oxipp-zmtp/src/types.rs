@@ -64,6 +64,13 @@ pub struct Options {
     /// as a protocol error (libzmq's `ZMQ_HANDSHAKE_IVL`, 30 s): a peer that connects and
     /// stays silent does not hold a descriptor forever.
     pub handshake_timeout: Duration,
+    /// PUB: a subscriber with this many bytes queued (not yet taken by the kernel) gets no
+    /// more messages until its queue drains below half of it; each message skipped counts in
+    /// [`Stats::pub_dropped`] and a [`Event::SubscriberStalled`] starts each such episode.
+    /// libzmq's PUB drops the same way at its send high-water mark (1,000 messages); this
+    /// bounds the memory one stalled subscriber (a suspended client) can pin. `None`:
+    /// unlimited.
+    pub pub_hwm_bytes: Option<usize>,
 }
 
 impl Default for Options {
@@ -75,6 +82,7 @@ impl Default for Options {
             router_mandatory: true,
             router_handover: true,
             handshake_timeout: Duration::from_secs(30),
+            pub_hwm_bytes: Some(1 << 30),
         }
     }
 }
@@ -98,6 +106,9 @@ pub enum Event {
     /// queue; the listener pauses for [`ACCEPT_RETRY`](crate::ACCEPT_RETRY) and tries again,
     /// instead of being reported ready (and failing) on every poll.
     AcceptFailed { error: String },
+    /// PUB: this subscriber reached [`Options::pub_hwm_bytes`]; messages for it are dropped
+    /// until it catches up.
+    SubscriberStalled { addr: SocketAddr, queued: usize },
 }
 
 /// Counters, for logs and tests.
@@ -114,6 +125,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// `accept` failures for lack of resources (see [`Event::AcceptFailed`]).
     pub accept_failed: u64,
+    /// PUB: messages not queued for a stalled subscriber (see [`Options::pub_hwm_bytes`]).
+    pub pub_dropped: u64,
 }
 
 /// Why [`Socket::send`](crate::Socket::send) refused a message.

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use common::*;
 use oxipp_zmtp::frame::{self, Decoder, Item};
 use oxipp_zmtp::SocketType;
@@ -249,4 +249,74 @@ fn ours_on_both_ends() {
         got.is_some()
     });
     assert_eq!(as_vecs(&got.unwrap()), vec![b"k".to_vec(), b"yes".to_vec()]);
+}
+
+/// A subscriber that stops reading (a suspended client) must not make the PUB queue without
+/// bound: past `pub_hwm_bytes` its messages are dropped (counted, one event), while a
+/// subscriber that keeps up still gets every message.
+#[test]
+fn a_stalled_subscriber_is_cut_off_at_the_high_water_mark_and_the_others_get_everything() {
+    let hwm = 1 << 20;
+    let mut p = oxipp_zmtp::Socket::new(
+        SocketType::Pub,
+        oxipp_zmtp::Options {
+            pub_hwm_bytes: Some(hwm),
+            ..oxipp_zmtp::Options::default()
+        },
+    )
+    .unwrap();
+    let port = p.bind("tcp://127.0.0.1:0").unwrap();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let ctx = zmq::Context::new();
+    let fast = zmq_sock(&ctx, zmq::SUB, b"");
+    fast.set_subscribe(b"a").unwrap();
+    fast.connect(&ep).unwrap();
+    until_subscribed(&mut p, &fast);
+    let mut slow = ours(SocketType::Sub, b"");
+    slow.subscribe(b"a");
+    slow.connect(&ep).unwrap();
+    let end = Instant::now() + T;
+    loop {
+        p.send(vec![b(b"a-ready")]).unwrap();
+        p.flush();
+        p.handle_io();
+        if recv_within(&mut slow, Duration::from_millis(20)).is_some() {
+            break;
+        }
+        assert!(Instant::now() < end, "the slow subscriber never subscribed");
+    }
+    fast.set_rcvtimeo(50).unwrap();
+    while fast.recv_multipart(0).is_ok() {}
+    fast.set_rcvtimeo(T.as_millis() as i32).unwrap();
+
+    // `slow` is never driven again: the kernel's buffers fill, then our queue for it
+    let body = vec![7u8; 16 * 1024];
+    let n = 2000; // 32 MiB, far more than loopback socket buffers hold
+    for i in 0..n {
+        p.send(vec![b(b"a"), Bytes::copy_from_slice(&body)])
+            .unwrap();
+        p.flush();
+        p.handle_io();
+        let m = fast
+            .recv_multipart(0)
+            .expect("the reading subscriber gets every message");
+        assert_eq!(m[1].len(), body.len(), "message {i}");
+    }
+    assert!(
+        p.stats().pub_dropped > 0,
+        "nothing was dropped for the stalled subscriber"
+    );
+    assert!(
+        p.queued_bytes() <= hwm + body.len() + 64,
+        "{} bytes queued, high-water mark {hwm}",
+        p.queued_bytes()
+    );
+    let mut stalled = 0;
+    while let Some(e) = p.event() {
+        if matches!(e, oxipp_zmtp::Event::SubscriberStalled { .. }) {
+            stalled += 1;
+        }
+    }
+    assert_eq!(stalled, 1, "one event per stall");
+    drop(slow);
 }

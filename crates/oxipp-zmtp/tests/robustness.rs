@@ -36,7 +36,10 @@ fn survives(
     let err = loop {
         match event(&mut r) {
             Event::Rejected { error, .. } => break error,
-            Event::Connected { .. } | Event::Disconnected { .. } | Event::AcceptFailed { .. } => {}
+            Event::Connected { .. }
+            | Event::Disconnected { .. }
+            | Event::AcceptFailed { .. }
+            | Event::SubscriberStalled { .. } => {}
         }
     };
     assert!(expect(&err), "unexpected rejection reason {err:?}");
