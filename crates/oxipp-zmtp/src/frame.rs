@@ -273,7 +273,6 @@ impl Decoder {
     }
 }
 
-/// Parses a frame header: `(flags, size, header length)`, or `None` if incomplete.
 /// Frames a message may have for [`whole_message`] to take it in one piece (more are decoded
 /// frame by frame: scanning ahead is repeated on every read while the message is incomplete).
 const WHOLE_MESSAGE_MAX_FRAMES: usize = 32;
@@ -320,6 +319,7 @@ fn whole_message(input: &[u8], max_frame: u64, out: &mut Vec<Item>) -> Option<us
     Some(end)
 }
 
+/// Parses a frame header: `(flags, size, header length)`, or `None` if incomplete.
 fn parse_header(b: &[u8]) -> Option<(u8, u64, usize)> {
     let flags = *b.first()?;
     if flags & FLAG_LONG != 0 {
