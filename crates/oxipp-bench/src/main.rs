@@ -231,10 +231,10 @@ fn run(cli: &Cli, nofile: u64) -> Result<Value> {
 }
 
 fn main() -> ExitCode {
-    // No transparent huge pages: every oxipp_zmtp socket allocates a 256 KiB read buffer, of
-    // which a simulated engine's small messages touch a page or two, but mimalloc asks for
-    // huge pages and each first touch then faults in (and zeroes) 2 MiB. Registering 1,000
-    // engines (3,000 sockets) spent 60% of the simulator's CPU zeroing them.
+    // No transparent huge pages: every oxipp_zmtp socket zero-fills a 256 KiB read buffer on
+    // its first read, of which a simulated engine's small messages use a page or two, but
+    // mimalloc asks for huge pages and each first touch then faults in (and zeroes) 2 MiB.
+    // Registering 1,000 engines (3,000 sockets) spent 60% of the simulator's CPU zeroing them.
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     let nofile = limits::raise_nofile();

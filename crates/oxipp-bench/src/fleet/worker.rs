@@ -76,7 +76,7 @@ fn untoken(t: u64) -> (usize, Role) {
 /// (sockets boxed: one is ~600 bytes, and most slots are walked only by the sweep)
 enum State {
     /// The registration DEALER, and the engine's sockets made but not yet connected: made
-    /// up front because each socket zero-allocates a 256 KiB read buffer, which fresh
+    /// up front because each socket zero-fills a 256 KiB read buffer (on its first read), which fresh
     /// memory gets for free but memory freed by the registration DEALERs would pay a memset
     /// and page faults for (a third of the simulator's CPU registering 5,000 engines).
     Registering {
