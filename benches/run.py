@@ -140,10 +140,7 @@ def sim_jobs(sizes: Sizes) -> list[SimJob]:
         ]
 
     reg_small, reg_large = b.registration
-    # The large fleet registers heart-only engines when full ones would not fit under the
-    # descriptor limit (one controller process holds every engine connection).
-    _, hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
-    heart_only = ["--heart-only"] if FDS_PER_SIM_ENGINE * reg_large >= hard_nofile else []
+    heart_only = ["--heart-only"] if full_engines_do_not_fit(reg_large) else []
     return [
         SimJob("lb", "lb-throughput", per(lambda n: load(n, b.lb_tasks, [])), b.timeout),
         SimJob("mux", "mux-throughput", per(lambda n: load(n, b.mux_tasks, [])), b.timeout),
@@ -225,12 +222,20 @@ def run_part_b(runnable: list[Kind], sizes: Sizes, args: argparse.Namespace, res
                 log(f"    {k.name}: {_brief(r)}")
 
 
+def full_engines_do_not_fit(engines: int) -> bool:
+    """Whether `engines` full simulated engines exceed the hard descriptor limit of one
+    controller process (it holds every engine connection); the large registration fleet then
+    runs heart-only engines."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return FDS_PER_SIM_ENGINE * engines >= hard
+
+
 def host_notes(sizes: Sizes) -> list[str]:
     """Facts about this machine that bound what a controller can show here."""
     notes = [f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}"]
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     large = max(sizes.b.registration)
-    if FDS_PER_SIM_ENGINE * large >= hard:
+    if full_engines_do_not_fit(large):
         notes.append(
             f"RLIMIT_NOFILE hard limit is {hard}: a one-process controller needs about "
             f"{FDS_PER_SIM_ENGINE} descriptors per simulated engine (mux, task, broadcast, "

@@ -271,14 +271,14 @@ impl Controller {
     /// before it flushes a pass's output, so an engine whose registration notification went
     /// out is already on disk, except in large clusters: there it follows within
     /// [`STATE_WRITE_PER_ENGINE`] × engines of the previous write.
-    pub fn save_state(&mut self, now: Instant) {
+    pub(crate) fn save_state(&mut self, now: Instant) {
         if self.state_due().is_some_and(|t| t <= now) {
             self.write_state(now);
         }
     }
 
     /// Rewrites `<profile>/log/engines<cluster_id>.json` for `--restore`.
-    pub fn write_state(&mut self, now: Instant) {
+    pub(crate) fn write_state(&mut self, now: Instant) {
         self.state_dirty = false;
         self.state_written = Some(now);
         if let Some(path) = &self.state_file {

@@ -286,6 +286,8 @@ const WHOLE_MESSAGE_MAX_FRAMES: usize = 32;
 /// seven or more frames, and the controller clones most of them (each clone of a frame
 /// copied on its own allocated a second time, for the shared count).
 fn whole_message(input: &[u8], max_frame: u64, out: &mut Vec<Item>) -> Option<usize> {
+    // (more, body start, body end) of each frame, found by the one pass over the headers
+    let mut spans = [(false, 0usize, 0usize); WHOLE_MESSAGE_MAX_FRAMES];
     let mut end = 0;
     let mut frames = 0;
     loop {
@@ -293,12 +295,18 @@ fn whole_message(input: &[u8], max_frame: u64, out: &mut Vec<Item>) -> Option<us
         if flags & FLAG_COMMAND != 0 || size >= ZERO_COPY_MIN as u64 || size > max_frame {
             return None;
         }
-        end += hdr + size as usize;
-        frames += 1;
-        if end > input.len() || frames > WHOLE_MESSAGE_MAX_FRAMES {
+        if frames == WHOLE_MESSAGE_MAX_FRAMES {
             return None;
         }
-        if flags & FLAG_MORE == 0 {
+        let body = end + hdr;
+        end = body + size as usize;
+        if end > input.len() {
+            return None;
+        }
+        let more = flags & FLAG_MORE != 0;
+        spans[frames] = (more, body, end);
+        frames += 1;
+        if !more {
             break;
         }
     }
@@ -306,16 +314,10 @@ fn whole_message(input: &[u8], max_frame: u64, out: &mut Vec<Item>) -> Option<us
         return None; // nothing to share: the frame-by-frame path is as cheap
     }
     let chunk = Bytes::copy_from_slice(&input[..end]);
-    let mut at = 0;
-    while at < end {
-        let (flags, size, hdr) = parse_header(&input[at..])?;
-        let body = at + hdr..at + hdr + size as usize;
-        at = body.end;
-        out.push(Item::Frame {
-            more: flags & FLAG_MORE != 0,
-            data: chunk.slice(body),
-        });
-    }
+    out.extend(spans[..frames].iter().map(|&(more, a, b)| Item::Frame {
+        more,
+        data: chunk.slice(a..b),
+    }));
     Some(end)
 }
 
