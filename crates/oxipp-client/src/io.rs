@@ -53,6 +53,19 @@ const SOURCES: [Source; 7] = [
     Source::Notification,
 ];
 
+/// Bytes that sends without flushing may queue on a socket before it is flushed anyway (so
+/// a batch of big messages is not held in memory).
+const UNFLUSHED_MAX: usize = 256 * 1024;
+
+/// Every channel a client sends on.
+const CHANNELS: [Channel; 5] = [
+    Channel::Query,
+    Channel::Mux,
+    Channel::Task,
+    Channel::Control,
+    Channel::Broadcast,
+];
+
 /// The IO thread's longest sleep: only bounds how late it notices a `close()` whose ring
 /// was lost.
 const POLL_MS: u64 = 200;
@@ -114,15 +127,34 @@ impl Wire {
         })
     }
 
-    /// Queues one message on `ch` and writes it from the calling thread (what the kernel
-    /// does not take now goes out from the receiving thread's next pass: the socket's
-    /// descriptor is readable until it has).
-    pub fn send(&self, ch: Channel, frames: Vec<Bytes>) -> Result<(), oxipp_zmtp::SendError> {
+    /// Queues one message on `ch` and, with `flush`, writes it (and whatever was queued
+    /// before) from the calling thread (what the kernel does not take now goes out from the
+    /// receiving thread's next pass: the socket's descriptor is readable until it has).
+    /// Without `flush` the message waits for the next [`Wire::flush`] or flushing send (or
+    /// until [`UNFLUSHED_MAX`] bytes are queued): a sender of many messages (a map's tasks)
+    /// writes them in a few big writes instead of one system call, and one wake-up of the
+    /// controller, per message.
+    pub fn send(
+        &self,
+        ch: Channel,
+        frames: Vec<Bytes>,
+        flush: bool,
+    ) -> Result<(), oxipp_zmtp::SendError> {
         let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         let sock = s.channel(ch);
         sock.send(frames)?;
-        sock.flush();
+        if flush || sock.queued_bytes() >= UNFLUSHED_MAX {
+            sock.flush();
+        }
         Ok(())
+    }
+
+    /// Writes what unflushed sends queued on every channel.
+    pub fn flush(&self) {
+        let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        for ch in CHANNELS {
+            s.channel(ch).flush();
+        }
     }
 
     /// Wakes the thread whose turn it is to receive, if it sleeps, to re-check.

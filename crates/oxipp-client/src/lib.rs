@@ -140,8 +140,9 @@ impl Core {
         self.session.new_header(msg_type)
     }
 
-    /// Signs and sends one message from the calling thread. `ident` (an engine uuid) addresses an engine through the
-    /// mux or control relay.
+    /// Signs and sends one message from the calling thread. `ident` (an engine uuid)
+    /// addresses an engine through the mux or control relay. Without `flush` it is only
+    /// queued, for a later flushing send or [`Core::flush`] (see [`io::Wire::send`]).
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         &self,
@@ -152,6 +153,7 @@ impl Core {
         metadata: Vec<u8>,
         content: Vec<u8>,
         buffers: Vec<Bytes>,
+        flush: bool,
     ) -> Result<(), ClientError> {
         if self.stop.load(Ordering::SeqCst) {
             return Err(ClientError::Closed);
@@ -172,7 +174,12 @@ impl Core {
         frames.push(Bytes::from(metadata));
         frames.push(Bytes::from(content));
         frames.extend(buffers);
-        Ok(self.wire.send(channel, frames)?)
+        Ok(self.wire.send(channel, frames, flush)?)
+    }
+
+    /// Writes every message queued by sends without `flush`.
+    pub fn flush(&self) {
+        self.wire.flush();
     }
 
     /// Waits up to `timeout` for events and takes up to `max` of them. Empty after a timeout;

@@ -26,6 +26,7 @@ fn send(core: &Core, ch: Channel, ident: Option<&[u8]>, msg_type: &str, content:
         b"{}".to_vec(),
         serde_json::to_vec(&content).unwrap(),
         vec![bytes::Bytes::from_static(b"buf")],
+        true,
     )
     .expect("send");
     id
@@ -90,6 +91,55 @@ fn connects_and_routes_replies_by_parent() {
     .expect("task reply");
     assert_eq!(ev.source, Source::Task);
     assert_eq!(ev.parent_id.as_deref(), Some(id.as_str()));
+}
+
+/// A batch sent without flushing (a map's tasks) goes out on `flush`, every message of it,
+/// in order of sending.
+#[test]
+fn unflushed_sends_go_out_on_flush() {
+    let ctl = TestController::start();
+    let _engine = FakeEngine::start(&ctl, true);
+    let core = connect(&ctl);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while connection_engines(&core)
+        .as_object()
+        .is_none_or(|m| m.is_empty())
+    {
+        assert!(Instant::now() < deadline, "the engine never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        let (id, header) = core.new_header("apply_request");
+        core.send(
+            Channel::Task,
+            None,
+            header,
+            None,
+            b"{}".to_vec(),
+            b"{}".to_vec(),
+            vec![],
+            false,
+        )
+        .expect("queue");
+        ids.push(id);
+    }
+    core.flush();
+    let mut replied = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replied.len() < ids.len() && Instant::now() < deadline {
+        for e in core
+            .next_events(Some(Duration::from_millis(50)), 256)
+            .unwrap()
+        {
+            if e.msg_type == "apply_reply" {
+                replied.push(e.parent_id.clone().expect("parent"));
+            }
+        }
+    }
+    replied.sort();
+    ids.sort();
+    assert_eq!(replied, ids);
 }
 
 #[test]
@@ -219,7 +269,7 @@ fn close_ends_waiters_and_refuses_sends() {
     assert!(waiter.join().unwrap().is_none());
     let (_, h) = core.new_header("x");
     assert!(core
-        .send(Channel::Query, None, h, None, vec![], vec![], vec![])
+        .send(Channel::Query, None, h, None, vec![], vec![], vec![], true)
         .is_err());
 }
 

@@ -85,7 +85,9 @@ impl PyClientCore {
     }
 
     /// Signs and sends a message on `channel` (query, mux, task, control, broadcast).
-    #[pyo3(signature = (channel, header, content, metadata=None, buffers=None, ident=None, parent=None))]
+    /// `flush=False` only queues it, for a later flushing send or `flush()`: a batch of
+    /// messages goes out in a few writes.
+    #[pyo3(signature = (channel, header, content, metadata=None, buffers=None, ident=None, parent=None, flush=true))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -97,6 +99,7 @@ impl PyClientCore {
         buffers: Option<&Bound<'_, PyAny>>,
         ident: Option<&[u8]>,
         parent: Option<&[u8]>,
+        flush: bool,
     ) -> PyResult<()> {
         let ch = Channel::parse(channel)
             .ok_or_else(|| PyValueError::new_err(format!("unknown channel {channel:?}")))?;
@@ -115,9 +118,16 @@ impl PyClientCore {
                 metadata,
                 content,
                 buffers,
+                flush,
             )
         })
         .map_err(to_py)
+    }
+
+    /// Writes every message that sends with `flush=False` queued.
+    fn flush(&self, py: Python<'_>) {
+        let core = &self.core;
+        py.detach(|| core.flush());
     }
 
     /// Waits up to `timeout` seconds (None = forever) without taking events: as a thread

@@ -305,6 +305,7 @@ class Client:
         self.results = {}
         self.metadata = defaultdict(Metadata)
         self._engines = {}
+        self._engine_ids = {}  # uuid -> id, the reverse of _engines (looked up per reply)
         self._ids = []
         self._futures = {}
         self._output_futures = {}
@@ -409,7 +410,10 @@ class Client:
                 eid = int(k)
                 if eid not in self._engines:
                     self._ids.append(eid)
+                else:
+                    self._engine_ids.pop(self._engines[eid], None)
                 self._engines[eid] = v
+                self._engine_ids[v] = eid
             self._ids = sorted(self._ids)
             if self._task_scheme == "pure" and sorted(self._engines) != list(
                 range(len(self._engines))
@@ -487,10 +491,7 @@ class Client:
         return [self._engines[t].encode("utf8") for t in targets], targets
 
     def _engine_id(self, uuid):
-        for eid, u in self._engines.items():
-            if u == uuid:
-                return eid
-        return None
+        return self._engine_ids.get(uuid)
 
     # ------------------------------------------------------------------ sending
 
@@ -509,11 +510,14 @@ class Client:
         message_future_hook=None,
         record_history=True,
         metadata_json=None,
+        flush=True,
     ):
         """Sends one message through the Rust core; returns its MessageFuture (None for
         messages without replies). ``record_history=False`` keeps it out of ``history`` (imap
         streams: a million tasks must not grow the client); ``metadata_json``: ``metadata``
-        already encoded (one encoding for the many tasks of a map)."""
+        already encoded (one encoding for the many tasks of a map); ``flush=False`` only
+        queues the message until a flushing send or ``_flush()`` (a batch of tasks goes out in
+        a few writes)."""
         if self._closed:
             raise OSError("Connections have been closed.")
         msg_id, header_bytes = self._core.new_header(msg_type)
@@ -550,8 +554,14 @@ class Client:
             buffers,
             ident,
             _dumps(parent) if parent else None,
+            flush,
         )
         return future
+
+    def _flush(self):
+        """Writes the messages that sends with ``flush=False`` queued."""
+        if not self._closed:
+            self._core.flush()
 
     def create_message_futures(self, msg_id, header, async_result=False, track=False, label=None):
         future = MessageFuture(msg_id, header=header, track=track)
@@ -602,9 +612,10 @@ class Client:
         message_future_hook=None,
         record_history=True,
         metadata_json=None,
+        flush=True,
     ):
         """Packs ``f(*args, **kwargs)`` and sends an apply_request on ``socket`` (mux, task or
-        broadcast); returns its MessageFuture."""
+        broadcast); returns its MessageFuture (``flush``: see ``_send``)."""
         if self._closed:
             raise RuntimeError("Client cannot be used after its sockets have been closed")
         args = args if args is not None else []
@@ -631,6 +642,7 @@ class Client:
             message_future_hook=message_future_hook,
             record_history=record_history,
             metadata_json=metadata_json,
+            flush=flush,
         )
 
     def send_execute_request(
@@ -822,6 +834,7 @@ class Client:
             if eid in self._ids:
                 self._ids.remove(eid)
                 uuid = self._engines.pop(eid)
+                self._engine_ids.pop(uuid, None)
         if uuid is not None:
             self._handle_stranded_msgs(eid, uuid)
         if self._task_scheme == "pure":

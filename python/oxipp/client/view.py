@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures
+import gc
 import inspect
 import json
 import secrets
@@ -32,6 +33,10 @@ from .map import dists as _map_dists
 from .remotefunction import ParallelFunction, getname, parallel, remote
 
 __all__ = ["View", "DirectView", "LoadBalancedView", "BroadcastView", "ViewExecutor"]
+
+# A load-balanced map writes its tasks to the controller in batches of this many (a write
+# and a controller wake-up per batch instead of per task).
+FLUSH_EVERY = 32
 
 
 def _saves_ids(method):
@@ -828,10 +833,28 @@ class LoadBalancedView(View):
         metadata = self._task_metadata(None, None, None, None, None, None)
         metadata_json = json.dumps(metadata).encode()
         send = self.client.send_apply_request
-        return [
-            send(self._socket, f, args, metadata=metadata, metadata_json=metadata_json)
-            for args in chunks
-        ]
+        futures = []
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i, args in enumerate(chunks, 1):
+                # every FLUSH_EVERY-th task writes the ones queued before it: the first tasks
+                # start at once and the rest go out in batches
+                futures.append(
+                    send(
+                        self._socket,
+                        f,
+                        args,
+                        metadata=metadata,
+                        metadata_json=metadata_json,
+                        flush=i % FLUSH_EVERY == 0,
+                    )
+                )
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+            self.client._flush()
+        return futures
 
     @_syncs_results
     @_saves_ids
