@@ -510,6 +510,32 @@ def test_lb_apply_and_map(rc):
     assert len(amr) == 10
 
 
+def test_finished_requests_are_freed_without_the_cycle_collector(rc):
+    """A finished request's AsyncResult and futures are freed as soon as the user drops
+    them: no reference cycle is left for Python's cyclic GC, whose collections grow with
+    every task in flight."""
+    import gc  # noqa: PLC0415
+    import weakref  # noqa: PLC0415
+
+    view = rc[rc.ids[0]]
+    lview = rc.load_balanced_view()
+    gc.collect()
+    gc.disable()
+    try:
+        ar = view.apply_async(add, 2, 3)
+        amr = lview.map_async(square, range(20))
+        assert ar.get(timeout=30) == 5
+        assert amr.get(timeout=30) == [x * x for x in range(20)]
+        assert ar.wait_for_output(30) and amr.wait_for_output(30)
+        futures = [*ar._children, *amr._children]
+        refs = [weakref.ref(o) for o in (ar, amr, *futures, *(f.output for f in futures))]
+        del ar, amr, futures
+        alive = [type(r()).__name__ for r in refs if r() is not None]
+        assert alive == []
+    finally:
+        gc.enable()
+
+
 def test_lb_imap_and_executor(rc):
     lview = rc.load_balanced_view()
     assert list(lview.imap(square, range(30))) == [x * x for x in range(30)]

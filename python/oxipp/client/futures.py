@@ -8,11 +8,90 @@ arrives, and a ``metadata`` dict that fills in as replies and output come in.
 
 from __future__ import annotations
 
+import _thread
 from concurrent.futures import Future
+from concurrent.futures._base import PENDING
 from threading import Lock
 
 _SENT = Future()
 _SENT.set_result(None)
+
+
+class _FutureCondition:
+    """What a Future uses of ``threading.Condition`` (``with``, ``acquire``/``release``,
+    ``wait``, ``notify``/``notify_all``) in two objects the garbage collector tracks instead
+    of nine (a Condition keeps bound methods of its lock, a deque and a ``__dict__``). Every
+    request has two futures, and all the tasks of a map are in flight at once: with
+    ``threading.Condition`` the collector's full passes over them took ~20% of the client's
+    CPU in a 20,000-task map. Reentrant like the Condition it replaces."""
+
+    __slots__ = ("_lock", "_sleepers")
+
+    def __init__(self):
+        self._lock = _thread.RLock()
+        self._sleepers = None  # locks of waiting threads, each released to wake one
+
+    def acquire(self, blocking=True, timeout=-1):
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self):
+        self._lock.release()
+
+    def __enter__(self):
+        return self._lock.acquire()
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+    def wait(self, timeout=None):
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        sleeper = _thread.allocate_lock()
+        sleeper.acquire()
+        if self._sleepers is None:
+            self._sleepers = []
+        self._sleepers.append(sleeper)
+        state = self._lock._release_save()
+        woke = False
+        try:
+            if timeout is None:
+                woke = sleeper.acquire()
+            elif timeout > 0:
+                woke = sleeper.acquire(True, timeout)
+            else:
+                woke = sleeper.acquire(False)
+            return woke
+        finally:
+            self._lock._acquire_restore(state)
+            if not woke:
+                # timed out (or interrupted): no longer waiting; a notify may have taken
+                # the list meanwhile, which is as good
+                try:
+                    self._sleepers.remove(sleeper)
+                except (AttributeError, ValueError):
+                    pass
+
+    def notify(self, n=1):
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        sleepers = self._sleepers or []
+        for sleeper in sleepers[:n]:
+            sleeper.release()
+        del sleepers[:n]
+
+    def notify_all(self):
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        sleepers, self._sleepers = self._sleepers, None
+        for sleeper in sleepers or ():
+            sleeper.release()
+
+
+# Future.__init__ only sets these (CPython 3.8-3.13); PumpingFuture sets them itself so
+# that no threading.Condition is made just to be replaced. Should a later Python set more,
+# it runs Future.__init__ and replaces the condition after.
+_FUTURE_FIELDS = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
+_OWN_INIT = set(vars(Future())) == _FUTURE_FIELDS
 
 
 class PumpingFuture(Future):
@@ -21,6 +100,28 @@ class PumpingFuture(Future):
     thread hand-off less between a reply's arrival and the waiter."""
 
     _pump = None  # Client._pump_until, set by whoever makes the future
+
+    def __init__(self):
+        if _OWN_INIT:
+            self._state = PENDING
+            self._result = None
+            self._exception = None
+            self._waiters = []
+            self._done_callbacks = []
+        else:
+            super().__init__()
+        self._condition = _FutureCondition()
+
+    def _invoke_callbacks(self):
+        # Each callback runs once (later ones run at once when added), so it is dropped
+        # after: callbacks are mostly bound methods of whoever holds this future (the
+        # AsyncResult over a request's futures), and keeping them made every request a
+        # reference cycle that only the cyclic garbage collector freed (55 objects per
+        # apply; collections of a 20,000-task map in flight cost ~15% of the client's CPU).
+        try:
+            super()._invoke_callbacks()
+        finally:
+            self._done_callbacks = []
 
     def result(self, timeout=None):
         if self._pump is not None and not self.done():
