@@ -536,6 +536,22 @@ def test_finished_requests_are_freed_without_the_cycle_collector(rc):
         gc.enable()
 
 
+def test_a_task_in_flight_costs_the_garbage_collector_few_objects(rc):
+    """All of a map's tasks are in flight at once, and the cyclic garbage collector scans
+    every object they keep alive on each full pass: a task keeps few of them."""
+    import gc  # noqa: PLC0415
+
+    lview = rc.load_balanced_view()
+    hold = lview.apply_async(time.sleep, 1.5)
+    gc.collect()
+    before = len(gc.get_objects())
+    with lview.temp_flags(after=hold):
+        amr = lview.map_async(square, range(500))
+    per_task = (len(gc.get_objects()) - before) / 500
+    assert amr.get(timeout=60) == [x * x for x in range(500)]
+    assert per_task <= 16, per_task
+
+
 def test_lb_imap_and_executor(rc):
     lview = rc.load_balanced_view()
     assert list(lview.imap(square, range(30))) == [x * x for x in range(30)]

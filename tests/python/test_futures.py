@@ -123,4 +123,11 @@ def test_a_future_is_a_few_tracked_objects():
     before = len(gc.get_objects())
     keep = [MessageFuture(str(i)) for i in range(1000)]
     per_future = (len(gc.get_objects()) - before) / len(keep)
-    assert per_future <= 8, per_future
+    assert per_future <= 6, per_future
+
+
+def test_iopub_callbacks_is_a_list_made_when_asked_for():
+    f = MessageFuture("e")
+    assert f._iopub_callbacks is None
+    f.iopub_callbacks.append(print)
+    assert f.iopub_callbacks == [print] and f._iopub_callbacks is f.iopub_callbacks

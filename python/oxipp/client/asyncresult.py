@@ -127,7 +127,7 @@ class AsyncResult(PumpingFuture):
             self._children = children
             self.msg_ids = [f.msg_id for f in children]
         self._client = client
-        self._pump = client._pump_until
+        self._pump = client._pump_method
         self._fname = fname
         self._targets = targets
         self.owner = owner
@@ -162,9 +162,12 @@ class AsyncResult(PumpingFuture):
         # its bookkeeping is on every request's path
         self._results_left = len(self._children)
         self._outputs_left = len(self._children) + 1  # +1: output counts after the result
+        # bound once for all children (each bound method is an object the garbage
+        # collector tracks, and a map's children are all alive at once)
+        child_done, child_output_done = self._child_done, self._child_output_done
         for child in self._children:
-            child.add_done_callback(self._child_done)
-            child.output.add_done_callback(self._child_output_done)
+            child.add_done_callback(child_done)
+            child.output.add_done_callback(child_output_done)
 
     def _child_done(self, _f):
         with self._lock:

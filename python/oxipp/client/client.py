@@ -313,6 +313,10 @@ class Client:
         self._registration_callbacks = []
         self._lock = threading.RLock()
         self._pump = threading.Lock()
+        # bound once: every future of this client holds these (see _part_done)
+        self._pump_method = self._pump_until
+        self._part_done_method = self._part_done
+        self._parts_left = {}  # msg_id -> futures of the request not done yet
         self._pump_owner = None
         self._leftover = None
         self._shutdown_initiated = False
@@ -565,7 +569,7 @@ class Client:
 
     def create_message_futures(self, msg_id, header, async_result=False, track=False, label=None):
         future = MessageFuture(msg_id, header=header, track=track)
-        future._pump = self._pump_until
+        future._pump = self._pump_method
         futures = [future]
         self._futures[msg_id] = future
         if async_result:
@@ -579,21 +583,26 @@ class Client:
             future.output = output
             futures.append(output)
 
-        # drop the bookkeeping once the reply and (if any) all output are in
-        left = [len(futures)]
-
-        def cleanup(_f):
-            left[0] -= 1  # callbacks of one request run on the dispatcher thread
-            if left[0]:
-                return
-            self.results.pop(msg_id, None)
-            self._futures.pop(msg_id, None)
-            self._output_futures.pop(msg_id, None)
-            self.metadata.pop(msg_id, None)
-
+        self._parts_left[msg_id] = len(futures)
         for f in futures:
-            f.add_done_callback(cleanup)
+            f.add_done_callback(self._part_done_method)
         return futures
+
+    def _part_done(self, future):
+        """Drops a request's bookkeeping once its reply and (if any) all its output are in.
+        (Callbacks of one request run on the thread that handles events. One bound method
+        and a count per request, not a closure: a map keeps all its tasks' objects alive
+        at once, and each object is more work for the garbage collector.)"""
+        msg_id = future.msg_id
+        left = self._parts_left.get(msg_id, 1) - 1
+        if left > 0:
+            self._parts_left[msg_id] = left
+            return
+        self._parts_left.pop(msg_id, None)
+        self.results.pop(msg_id, None)
+        self._futures.pop(msg_id, None)
+        self._output_futures.pop(msg_id, None)
+        self.metadata.pop(msg_id, None)
 
     def _send_recv(self, *args, **kwargs):
         future = self._send(*args, **kwargs)
@@ -986,7 +995,7 @@ class Client:
             data, _ = deserialize_object(buffers)
             md["data"].update(data)
         future = self._futures.get(msg_id)
-        if future is not None and future.iopub_callbacks:
+        if future is not None and future._iopub_callbacks:
             msg = {
                 "header": json.loads(header),
                 "msg_type": msg_type,

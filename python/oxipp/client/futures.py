@@ -146,7 +146,16 @@ class MessageFuture(PumpingFuture):
         # Sends are handed to the Rust core, which copies the buffers before the send call
         # returns: the user's buffers are free to reuse at once, so every tracker is done.
         self.tracker = _SENT
-        self.iopub_callbacks = []
+
+    _iopub_callbacks = None
+
+    @property
+    def iopub_callbacks(self):
+        """Functions called with each IOPub message of this request (a list, made when first
+        asked for: few requests have any)."""
+        if self._iopub_callbacks is None:
+            self._iopub_callbacks = []
+        return self._iopub_callbacks
 
     def wait(self, timeout=None):
         """Waits for the result; True when done."""

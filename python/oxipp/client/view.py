@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures
-import gc
 import inspect
 import json
 import secrets
@@ -834,8 +833,6 @@ class LoadBalancedView(View):
         metadata_json = json.dumps(metadata).encode()
         send = self.client.send_apply_request
         futures = []
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         try:
             for i, args in enumerate(chunks, 1):
                 # every FLUSH_EVERY-th task writes the ones queued before it: the first tasks
@@ -851,8 +848,6 @@ class LoadBalancedView(View):
                     )
                 )
         finally:
-            if gc_was_enabled:
-                gc.enable()
             self.client._flush()
         return futures
 
