@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
+from concurrent.futures._base import FINISHED
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
@@ -191,10 +192,17 @@ class AsyncResult(PumpingFuture):
         return res[0] if self._single_result else res
 
     def _child_results(self):
+        """Each child's result, or its exception. Called once all are done: a finished
+        child's outcome is read directly (a map has one child per task, and each
+        ``exception()`` + ``result()`` pair takes the child's lock twice)."""
         out = []
         for f in self._children:
-            exc = f.exception()
-            out.append(exc if exc is not None else f.result())
+            if f._state == FINISHED:
+                exc = f._exception
+                out.append(exc if exc is not None else f._result)
+            else:  # cancelled (raises CancelledError), or not done yet
+                exc = f.exception()
+                out.append(exc if exc is not None else f.result())
         return out
 
     def _resolve_result(self):
