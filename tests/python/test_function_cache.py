@@ -228,3 +228,28 @@ def test_engine_cache_is_off_under_another_pickler(monkeypatch):
     assert serialize._decoded.get(key) is None
     serialize.unpack_apply_message(bufs, {})
     assert len(serialize._decoded) == before
+
+
+def test_a_function_passed_as_an_argument_is_decoded_once(monkeypatch):
+    """Stock's load-balanced map sends the user's function as an argument of its ``_map``
+    helper in every task: the engine unpickles it once, then rebuilds it from the cache."""
+
+    def f(x):
+        return x * 2
+
+    def apply_map(g, *xs):
+        return list(map(g, xs))
+
+    f.__module__ = "__main__"
+    _, args, _ = unpack(apply_map, f, 3)
+    assert args[0](3) == 6
+    assert decoded_as_cached(f)
+    decoded = []
+    real = serialize._wire_loads
+    monkeypatch.setattr(
+        serialize, "_wire_loads", lambda buf, *a: decoded.append(buf) or real(buf, *a)
+    )
+    _, again, _ = unpack(apply_map, f, 4)
+    assert again[0] is not args[0], "each request gets its own function object"
+    assert (again[0](4), again[1]) == (8, 4)
+    assert decoded and not any(b"CannedFunction" in bytes(b) for b in decoded)
