@@ -44,10 +44,12 @@ fn zeroed_buffer(size: usize) -> Option<Vec<u8>> {
     // of `size` zeroed bytes from the global allocator with `u8`'s alignment, which is
     // exactly what `Vec<u8>` with capacity and length `size` owns and later frees.
     #[allow(unsafe_code)]
-    unsafe {
+    let buf = unsafe {
         let ptr = std::alloc::alloc_zeroed(layout);
         (!ptr.is_null()).then(|| Vec::from_raw_parts(ptr, size, size))
-    }
+    }?;
+    crate::pages::small_pages(&buf);
+    Some(buf)
 }
 
 /// Builds our 64-byte greeting: signature, version 3.1, mechanism NULL, as-server 0.

@@ -27,6 +27,7 @@ mod conn;
 mod endpoint;
 pub mod frame;
 mod lowat;
+mod pages;
 pub mod poll;
 pub mod socket;
 mod types;

@@ -835,8 +835,8 @@ class LoadBalancedView(View):
         futures = []
         try:
             for i, args in enumerate(chunks, 1):
-                # every FLUSH_EVERY-th task writes the ones queued before it: the first tasks
-                # start at once and the rest go out in batches
+                # the first task goes out at once (an engine starts on it while the rest are
+                # packed), then every FLUSH_EVERY-th writes the ones queued before it
                 futures.append(
                     send(
                         self._socket,
@@ -844,7 +844,7 @@ class LoadBalancedView(View):
                         args,
                         metadata=metadata,
                         metadata_json=metadata_json,
-                        flush=i % FLUSH_EVERY == 0,
+                        flush=i % FLUSH_EVERY == 1,
                     )
                 )
         finally:

@@ -1,0 +1,90 @@
+//! Keeping big receive buffers on small pages.
+//!
+//! Why: a big frame's buffer is fresh memory, and its first touch is most of what receiving
+//! it costs. With transparent huge pages (which mimalloc, the oxipp binary's allocator, asks
+//! for) each first touch zeroes a 2 MiB page that the kernel takes from its free 2 MiB
+//! blocks; on the VMs we measured, those are the blocks whose host memory was handed back,
+//! and touching 100 MB of them cost 250-340 ms of CPU against ~70 ms on 4 KiB pages
+//! (`mmap` + `madvise` + one write per page, memory kept, eight 100 MB rounds). A controller
+//! relaying 100 MB arrays spent 80% of its CPU there. Huge pages only win when recycled at
+//! once, which the big-buffer pool ([`crate::bigbuf`]) does without them.
+
+/// Buffers at least this big are advised onto small pages (smaller ones rarely span a
+/// whole huge page).
+const MIN_BYTES: usize = 4 << 20;
+
+/// Advises the kernel not to back `buf` with transparent huge pages. Best effort: on
+/// failure (or off Linux) the buffer simply keeps the default.
+pub fn small_pages(buf: &[u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        if buf.len() < MIN_BYTES {
+            return;
+        }
+        // SAFETY: sysconf reads a constant of the system.
+        #[allow(unsafe_code)]
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => return,
+        };
+        let start = (buf.as_ptr() as usize).next_multiple_of(page);
+        let end = (buf.as_ptr() as usize + buf.len()) / page * page;
+        if end <= start {
+            return;
+        }
+        // SAFETY: [start, end) lies within `buf`, memory this process owns and maps;
+        // MADV_NOHUGEPAGE only changes how future faults in that range are backed (no data
+        // is dropped or moved) and keeps no pointer.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::madvise(
+                start as *mut libc::c_void,
+                end - start,
+                libc::MADV_NOHUGEPAGE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The `VmFlags` of the mapping that holds `addr`, from /proc/self/smaps.
+    fn vm_flags_at(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) =
+                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                    {
+                        inside = (lo..hi).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(flags) = line.strip_prefix("VmFlags:") {
+                    return flags.to_string();
+                }
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    #[test]
+    fn a_big_buffer_is_advised_off_huge_pages() {
+        let buf = vec![0u8; 16 << 20];
+        let middle = buf.as_ptr() as usize + buf.len() / 2;
+        small_pages(&buf);
+        let flags = vm_flags_at(middle);
+        assert!(
+            flags.split_whitespace().any(|f| f == "nh"),
+            "VmFlags:{flags}"
+        );
+    }
+}
