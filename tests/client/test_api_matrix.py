@@ -308,6 +308,36 @@ def test_push_pull_numpy(dview):
         assert got.shape == a.shape and (got == a).all()
 
 
+def test_big_buffers_are_shared_with_the_received_message_read_only(rc):
+    """A big buffer reaches Python as an ``_oxipp.Frame`` over the received bytes (no copy)
+    wherever oxipp receives it: the engine (push) and the client (pull). It reads like
+    ``bytes``, refuses writers, and what is built on it stays intact while later messages
+    arrive."""
+    import ctypes  # noqa: PLC0415
+
+    np = pytest.importorskip("numpy")
+    one = rc[rc.ids[0]]
+    a = np.arange(1_000_000, dtype="float64")
+    one.push({"big": a}, block=True)
+    first = one.pull("big", block=True)
+    one.push({"big": a + 1}, block=True)
+    second = one.pull("big", block=True)
+    assert (first == a).all() and (second == a + 1).all()
+    assert not first.flags.writeable
+    view = one.apply_sync(memoryview, b"x" * 200_000)
+    frame = view.obj
+    assert type(frame).__name__ == "Frame"
+    assert view.readonly and len(frame) == 200_000 and bytes(frame) == b"x" * 200_000
+    with pytest.raises((BufferError, TypeError)):
+        ctypes.c_char.from_buffer(frame)
+    # users get bytes where stock gives them raw buffers (db_query records)
+    ar = one.apply_async(len, b"y" * 200_000)
+    assert ar.get(timeout=30) == 200_000
+    rec = rc.db_query({"msg_id": ar.msg_ids[0]}, keys=["buffers"])[0]
+    assert all(type(b) is bytes for b in rec["buffers"])
+    assert any(b == b"y" * 200_000 for b in rec["buffers"])
+
+
 def test_execute_run(rc, dview, tmp_path):
     ar = dview.execute("x = 6 * 7\nprint('ran', x)", block=True)
     assert dview["x"] == [42] * N_ENGINES

@@ -29,7 +29,12 @@ pub struct PyClientCore {
 
 fn event_tuple<'py>(py: Python<'py>, e: Event) -> PyResult<Bound<'py, PyTuple>> {
     let idents = PyList::new(py, e.idents.iter().map(|b| PyBytes::new(py, b)))?;
-    let buffers = PyList::new(py, e.buffers.iter().map(|b| PyBytes::new(py, b)))?;
+    let buffers = e
+        .buffers
+        .iter()
+        .map(|b| crate::frame::frame_object(py, b))
+        .collect::<PyResult<Vec<_>>>()?;
+    let buffers = PyList::new(py, buffers)?;
     (
         e.source.as_str(),
         e.msg_type,

@@ -132,7 +132,13 @@ impl PyRequest {
     }
     #[getter]
     fn buffers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.inner.buffers.iter().map(|b| PyBytes::new(py, b)))
+        let items = self
+            .inner
+            .buffers
+            .iter()
+            .map(|b| crate::frame::frame_object(py, b))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
     }
     #[getter]
     fn is_broadcast(&self) -> bool {

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod client;
 mod engine;
+mod frame;
 
 /// Runs the `oxipp` command line with `argv` (program name first, like `sys.argv`) and returns
 /// its exit code; the caller passes it to `sys.exit`.
@@ -24,6 +25,7 @@ fn _oxipp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     engine::register(m)?;
     client::register(m)?;
+    frame::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

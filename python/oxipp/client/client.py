@@ -40,6 +40,13 @@ _NO_CONTROLLER = (
 )
 
 
+def _as_bytes(buffers):
+    """Message buffers as ``bytes``, as stock gives them to users. (Big ones arrive as
+    ``_oxipp.Frame``: read-only buffers shared with the received message, which the client's
+    own deserialization reads without a copy.)"""
+    return [b if type(b) is bytes else bytes(b) for b in buffers]
+
+
 def utcnow():
     return datetime.now(timezone.utc)
 
@@ -1001,7 +1008,7 @@ class Client:
                 "msg_type": msg_type,
                 "metadata": meta,
                 "content": content,
-                "buffers": buffers,
+                "buffers": _as_bytes(buffers),
             }
             for cb in list(future.iopub_callbacks):
                 cb(msg)
@@ -1555,7 +1562,7 @@ class Client:
         records = content["records"]
         buffer_lens = content.get("buffer_lens")
         result_buffer_lens = content.get("result_buffer_lens")
-        buffers = list(msg["buffers"])
+        buffers = _as_bytes(msg["buffers"])
         has_bufs = buffer_lens is not None
         has_rbufs = result_buffer_lens is not None
         for i, rec in enumerate(records):
