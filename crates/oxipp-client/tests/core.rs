@@ -55,17 +55,23 @@ fn connection_engines(core: &Core) -> Value {
     json_of(&ev.content)["engines"].clone()
 }
 
+/// The controller's engines once at least one registered (waits up to 5 s).
+fn registered_engines(core: &Core) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut engines = connection_engines(core);
+    while engines.as_object().is_none_or(|m| m.is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        engines = connection_engines(core);
+    }
+    engines
+}
+
 #[test]
 fn connects_and_routes_replies_by_parent() {
     let ctl = TestController::start();
     let engine = FakeEngine::start(&ctl, true);
     let core = connect(&ctl);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut engines = connection_engines(&core);
-    while engines.as_object().is_none_or(|m| m.is_empty()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        engines = connection_engines(&core);
-    }
+    let engines = registered_engines(&core);
     assert_eq!(engines["0"], engine.uuid.as_str());
 
     let id = send(
@@ -100,14 +106,11 @@ fn unflushed_sends_go_out_on_flush() {
     let ctl = TestController::start();
     let _engine = FakeEngine::start(&ctl, true);
     let core = connect(&ctl);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while connection_engines(&core)
-        .as_object()
-        .is_none_or(|m| m.is_empty())
-    {
-        assert!(Instant::now() < deadline, "the engine never registered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let engines = registered_engines(&core);
+    assert!(
+        engines.as_object().is_some_and(|m| !m.is_empty()),
+        "no engine registered"
+    );
     let mut ids = Vec::new();
     for _ in 0..200 {
         let (id, header) = core.new_header("apply_request");
