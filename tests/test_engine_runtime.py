@@ -254,10 +254,11 @@ def test_ipengine_flags_parse_and_unknown_ones_only_warn(monkeypatch):
     )
     assert (o.profile_dir, o.cluster_id, o.log_level, o.timeout) == ("/p", "cid", 10, 2.5)
     assert (o.use_mpi, o.requested_id, o.wait_for_url_file) == (True, 7, 3.0)
-    assert (o.max_heartbeat_misses, o.session_key) == (4, "abc")
-    assert len(o.warnings) == 5, o.warnings
+    assert (o.max_heartbeat_misses, o.session_key, o.enable_nanny) == (4, "abc", False)
+    assert len(o.warnings) == 4, o.warnings
     assert parse_args(["--log-level", "20"]).log_level == 20
     assert parse_args([]).cluster_id == "envid"
+    assert parse_args([]).enable_nanny is None  # decided by the controller's kind
 
 
 def test_sigint_interrupts_only_a_running_request_and_sigterm_stops(cluster):

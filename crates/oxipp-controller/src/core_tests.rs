@@ -311,6 +311,10 @@ impl Harness {
         let reply = one(&outs, Sock::Query);
         assert_eq!(reply.idents, vec![fr(uuid.as_bytes())]);
         assert_eq!(msg_type(&reply), mt::REGISTRATION_REPLY);
+        if content(&reply)["status"] == "ok" {
+            // oxipp engines start no nanny under this controller
+            assert_eq!(content(&reply)[mt::NOTICES_CLOSED_CONNECTIONS], true);
+        }
         reply
     }
 

@@ -49,6 +49,7 @@ impl Controller {
                     "status": "ok",
                     "hb_period": self.cfg.hb_period_ms,
                     "connection_info": self.engine_info.0,
+                    mt::NOTICES_CLOSED_CONNECTIONS: true,
                 });
                 // Stock sends the reply without a parent header.
                 self.reply_query(

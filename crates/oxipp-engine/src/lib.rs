@@ -16,7 +16,7 @@ mod heart;
 mod io;
 pub mod kernel;
 pub mod queue;
-mod registration;
+pub mod registration;
 mod reply;
 pub mod runtime;
 mod signals;

@@ -16,6 +16,9 @@ use crate::EngineError;
 pub struct Granted {
     pub id: u32,
     pub hb_period: Duration,
+    /// The controller notices this engine's death by its closed connections (oxipp's does,
+    /// stock's only after missed heartbeats): otherwise a nanny process should report it.
+    pub notices_closed_connections: bool,
 }
 
 /// Sends `registration_request {"uuid", "id"?}` from a DEALER whose identity is the uuid and
@@ -94,6 +97,10 @@ pub fn register(
         return Ok(Granted {
             id,
             hb_period: Duration::from_secs_f64((ms / 1000.0).clamp(0.001, 3600.0)),
+            notices_closed_connections: c
+                .get(mt::NOTICES_CLOSED_CONNECTIONS)
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         });
     }
 }
@@ -134,6 +141,17 @@ pub fn unregister(ep: &Endpoints, session: &Session, id: Option<u32>) {
     if let Err(e) = r {
         tracing::warn!("could not send unregistration_request: {e}");
     }
+}
+
+/// [`unregister`] engine `id` with a session of its own, from an engine's connection info:
+/// what a nanny process does once the engine it watches has exited.
+pub fn unregister_engine(connection_json: &str, id: u32) -> Result<(), EngineError> {
+    let ep = Endpoints::parse(connection_json)?;
+    let signer = oxipp_wire::signing::Signer::new(ep.key.as_bytes(), &ep.signature_scheme)
+        .map_err(EngineError::Config)?;
+    let session = Session::new(oxipp_wire::session::new_id(), signer);
+    unregister(&ep, &session, Some(id));
+    Ok(())
 }
 
 /// How long [`unregister`] tries to deliver its message.

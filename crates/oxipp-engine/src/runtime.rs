@@ -104,6 +104,9 @@ pub struct Runtime {
     pub id: u32,
     pub uuid: String,
     pub hb_period: Duration,
+    /// The controller does not notice this engine's death by its closed connections (a
+    /// stock controller): a nanny process should report it (see `oxipp.engine.nanny`).
+    pub needs_nanny: bool,
     pub connection_json: String,
     shared: Arc<Shared>,
     /// libzmq, only for the `bind_kernel()` sockets (no IO thread until they are made).
@@ -234,6 +237,7 @@ impl Runtime {
             id,
             uuid,
             hb_period: granted.hb_period,
+            needs_nanny: !granted.notices_closed_connections,
             connection_json: opts.connection_json,
             shared,
             ctx,

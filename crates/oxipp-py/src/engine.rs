@@ -97,6 +97,15 @@ fn buffer_bytes(obj: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
     as_u8(&view)
 }
 
+/// Sends `unregistration_request` for engine `id` to the controller in `connection_json`
+/// (an engine's connection info), waiting at most 1 s for it to be written: the nanny's
+/// report of its engine's exit.
+#[pyfunction]
+pub fn unregister_engine(py: Python<'_>, connection_json: String, id: u32) -> PyResult<()> {
+    py.detach(move || oxipp_engine::registration::unregister_engine(&connection_json, id))
+        .map_err(to_py)
+}
+
 /// One request from the controller (read-only).
 #[pyclass(frozen, module = "oxipp._oxipp", name = "Request")]
 pub struct PyRequest {
@@ -195,6 +204,12 @@ impl PyEngineRuntime {
     #[getter]
     fn id(&self) -> u32 {
         self.rt.id
+    }
+    /// Whether the controller would notice this engine's death only by missed heartbeats
+    /// (a stock controller): then a nanny process should report it.
+    #[getter]
+    fn needs_nanny(&self) -> bool {
+        self.rt.needs_nanny
     }
     #[getter]
     fn uuid(&self) -> &str {
@@ -358,6 +373,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngineRuntime>()?;
     m.add_class::<PyRequest>()?;
     m.add_function(wrap_pyfunction!(resolve_profile_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(unregister_engine, m)?)?;
     // what `--version` prints: stock tooling checks for the ipyparallel version
     m.add("COMPAT_VERSION", oxipp_wire::COMPAT_VERSION)?;
     Ok(())

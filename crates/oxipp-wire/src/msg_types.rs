@@ -4,6 +4,10 @@ pub const CONNECTION_REQUEST: &str = "connection_request";
 pub const CONNECTION_REPLY: &str = "connection_reply";
 pub const REGISTRATION_REQUEST: &str = "registration_request";
 pub const REGISTRATION_REPLY: &str = "registration_reply";
+/// A `registration_reply` content key oxipp's controller adds (stock's has no such key): it
+/// notices an engine's death when the engine's heart connection closes, so an oxipp engine
+/// registered with it needs no nanny process to report its death.
+pub const NOTICES_CLOSED_CONNECTIONS: &str = "oxipp_notices_closed_connections";
 pub const UNREGISTRATION_REQUEST: &str = "unregistration_request";
 pub const QUEUE_REQUEST: &str = "queue_request";
 pub const QUEUE_REPLY: &str = "queue_reply";

@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 
-from . import connection, kernel, outstream
+from . import connection, kernel, nanny, outstream
 from .options import EngineOptions, parse_args
 
 log = logging.getLogger("oxipp.engine")
@@ -254,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         use_original_fds(rt.original_fds)
     log.info("Completed registration with id %i", rt.id)
     kernel.set_engine(rt, info)
+    guard = None
+    if rt.needs_nanny if opts.enable_nanny is None else opts.enable_nanny:
+        try:
+            fds = rt.original_fds
+            guard = nanny.start(info, rt.id, stderr=fds[1] if fds else None)
+        except OSError as e:
+            log.warning("cannot start the nanny (engine exits are then found by heartbeats): %s", e)
     ex = None
     try:
         # shell configuration only for executors that take it ($OXIPP_ENGINE_EXECUTOR may not)
@@ -279,4 +286,6 @@ def main(argv: list[str] | None = None) -> int:
         # restores fds 1/2 and sends what is left in the pipes
         _flush_std_streams()
         rt.close()
+        if guard is not None:
+            nanny.stop(guard)
     return 0

@@ -61,6 +61,7 @@ TRAITS = {
     "IPEngine.location": "location",
     "IPEngine.mpi_registration_delay": "mpi_registration_delay",
     "IPEngine.connection_info_env": "connection_info_env",
+    "IPEngine.enable_nanny": "enable_nanny",
     "IPEngine.startup_command": "startup_command",
     "IPEngine.startup_script": "startup_script",
     "IPEngine.log_level": "log_level",
@@ -130,6 +131,10 @@ class EngineOptions:
     session_id: str | None = None
     username: str | None = None
     keyfile: str | None = None
+    #: start a nanny process that reports this engine's exit to the controller (stock's
+    #: ``IPEngine.enable_nanny``); None: only when the controller is a stock one, which would
+    #: otherwise notice the exit only by missed heartbeats (``oxipp.engine.nanny``)
+    enable_nanny: bool | None = None
     #: redirect fds 1/2 into pipes whose output reaches clients (docs/engine-runtime.md)
     capture_fd: bool = field(default_factory=_capture_fd_default)
     #: ``--InteractiveShell.<trait>=value`` (and ZMQInteractiveShell's): applied to the engine's
@@ -167,7 +172,7 @@ def _convert(opts: EngineOptions, name: str, value: object) -> None:
         value = float(value)
     elif name in ("max_heartbeat_misses", "requested_id"):
         value = None if value is None else int(value)
-    elif name in ("use_mpi", "capture_fd"):
+    elif name in ("use_mpi", "capture_fd", "enable_nanny"):
         value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
     elif isinstance(current, str) or current is None:
         value = None if value is None else str(value)
