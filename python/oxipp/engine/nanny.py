@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import subprocess
 import sys
 
@@ -55,18 +57,32 @@ def stop(proc: subprocess.Popen) -> None:
         pass
 
 
+def read_until_engine_exit(fd: int, parent: int) -> bytes:
+    """Everything the engine writes on the pipe, until it closes (EOF) or the engine is gone
+    anyway: a process the engine forked may hold the pipe open after the engine died, so the
+    parent pid is checked every second too (this process is then re-parented)."""
+    data = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return data
+            data += chunk
+        elif os.getppid() != parent:
+            return data
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="[oxipp nanny] %(message)s")
-    line = sys.stdin.buffer.readline()
+    data = read_until_engine_exit(sys.stdin.fileno(), os.getppid())
+    line, _, rest = data.partition(b"\n")
     try:
         order = json.loads(line)
         connection, engine_id = json.dumps(order["connection"]), int(order["id"])
     except (ValueError, KeyError, TypeError) as e:
         log.error("bad instructions on stdin (%s): %r", e, line[:200])
         return 2
-    rest = b""
-    while chunk := sys.stdin.buffer.read(65536):
-        rest += chunk  # EOF comes when the engine process is gone
     if rest.strip() == CLEAN_EXIT:
         return 0  # the engine unregistered itself on the way out
     from oxipp._oxipp import unregister_engine
