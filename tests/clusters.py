@@ -3,7 +3,9 @@ profile directory, with each process's output in a log file beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,3 +76,38 @@ class Cluster:
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait(5)
+
+
+class StockControllerCluster(Cluster):
+    """Stock ipcontroller (heartbeat every `ping_ms`) + engines of `engine_kind` on a private
+    profile."""
+
+    ping_ms = 200
+
+    def start_controller(self, *args: str):
+        cmd = [
+            sys.executable,
+            "-m",
+            "ipyparallel.controller",
+            f"--profile-dir={self.profile_dir}",
+            "--ip=127.0.0.1",
+            f"--ping={self.ping_ms}",
+            *args,
+        ]
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.profile_dir.parent / "controller.log", "ab")  # noqa: SIM115
+        # its own process group: the stock controller forks its schedulers, and stop() must
+        # take them down too
+        self.controller = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+        wait_for(
+            lambda: self.client_file.exists() and self.engine_file.exists(),
+            30,
+            "stock connection files",
+        )
+        return self.controller
+
+    def stop(self):
+        if self.controller is not None and self.controller.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.controller.pid, signal.SIGKILL)
+        super().stop()

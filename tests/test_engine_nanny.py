@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from clusters import ENGINE_COMMANDS, Cluster, wait_for
+from clusters import Cluster, StockControllerCluster, wait_for
 
 ipp = pytest.importorskip("ipyparallel")
 
@@ -50,31 +48,10 @@ def nannies_of(engine_pid: int) -> list[int]:
     return found
 
 
-class StockControllerCluster(Cluster):
-    """The stock controller (its own process group: it forks schedulers) and oxipp engines."""
+class SlowPingCluster(StockControllerCluster):
+    """The stock controller, heartbeats too slow to notice a death in time, oxipp engines."""
 
-    def __init__(self, oxipp_bin: Path, profile_dir: Path):
-        super().__init__(oxipp_bin, profile_dir, engine_kind="oxipp")
-        profile_dir.mkdir(parents=True, exist_ok=True)
-
-    def start_controller(self, *args: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "ipyparallel.controller", "--ip=127.0.0.1"]
-        cmd += [f"--profile-dir={self.profile_dir}", f"--ping={SLOW_PING_MS}", *args]
-        log = open(self.profile_dir.parent / "controller.log", "ab")  # noqa: SIM115
-        self.controller = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
-        wait_for(
-            lambda: self.client_file.exists() and self.engine_file.exists(),
-            30,
-            "stock connection files",
-        )
-        return self.controller
-
-    def stop(self):
-        if self.controller is not None and self.controller.poll() is None:
-            os.killpg(self.controller.pid, signal.SIGKILL)
-            self.controller.wait(5)
-        self.controller = None
-        super().stop()
+    ping_ms = SLOW_PING_MS
 
 
 def one_engine(cluster: Cluster, *engine_args: str):
@@ -100,7 +77,7 @@ def kill_and_time_unregistration(rc, eid: int, engine_pid: int, limit: float) ->
 
 @pytest.fixture
 def stock_cluster(oxipp_bin, tmp_path):
-    c = StockControllerCluster(oxipp_bin, tmp_path / "profile")
+    c = SlowPingCluster(oxipp_bin, tmp_path / "profile", engine_kind="oxipp")
     yield c
     c.stop()
 
@@ -144,6 +121,3 @@ def _zombie(proc_pid: int) -> bool:
         return "State:\tZ" in Path(f"/proc/{proc_pid}/status").read_text()
     except OSError:
         return True
-
-
-assert "oxipp" in ENGINE_COMMANDS  # the engine command these tests run
