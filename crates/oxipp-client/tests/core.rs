@@ -99,8 +99,7 @@ fn connects_and_routes_replies_by_parent() {
     assert_eq!(ev.parent_id.as_deref(), Some(id.as_str()));
 }
 
-/// A batch sent without flushing (a map's tasks) goes out on `flush`, every message of it,
-/// in order of sending.
+/// A batch sent without flushing (a map's tasks) goes out on `flush`, every message of it.
 #[test]
 fn unflushed_sends_go_out_on_flush() {
     let ctl = TestController::start();

@@ -503,10 +503,8 @@ mod tests {
     #[test]
     fn oversize_declared_frame_is_an_error_before_allocating() {
         let mut d = Decoder::new(Some(1000));
-        let mut hdr = vec![FLAG_LONG];
-        hdr.extend_from_slice(&u64::MAX.to_be_bytes());
         assert!(matches!(
-            d.decode(&hdr, &mut Vec::new()),
+            d.decode(&long_header(u64::MAX), &mut Vec::new()),
             Err(ProtocolError::FrameTooLarge(_))
         ));
     }
