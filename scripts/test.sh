@@ -73,7 +73,20 @@ export PATH="$venv/bin:$PATH"
 run_step "cargo fmt --check" cargo fmt --all --check
 run_step "cargo clippy (default members, all targets, -D warnings)" \
     cargo clippy --all-targets -- -D warnings
-run_step "cargo nextest run (default members)" cargo nextest run --no-fail-fast
+# nextest's own verdict lines (failed, flaky, timed out) go into the summary too: CI shows only
+# the tail of this script's output, and a failure named there can be reproduced
+nextest_log="$repo/target/nextest.log"
+nextest_run() {
+    local rc=0
+    mkdir -p "$repo/target"
+    cargo nextest run --no-fail-fast 2>&1 | tee "$nextest_log" || rc=$?
+    return "$rc"
+}
+run_step "cargo nextest run (default members)" nextest_run
+while IFS= read -r line; do
+    results+=("      nextest: $line")
+done < <(grep -E '^\s+(FAIL|FLAKY|TRY [0-9]+ FAIL|SIGSEGV|SIGABRT|TIMEOUT|LEAK)' "$nextest_log" 2>/dev/null \
+    | sed 's/^ *//' | sort -u | head -n 20 || true)
 # oxipp-py needs a Python to build, so it is no default member; lint it with the venv's
 run_step "cargo clippy -p oxipp-py (-D warnings)" \
     env PYO3_PYTHON="$py" cargo clippy -p oxipp-py --all-targets -- -D warnings
