@@ -302,3 +302,65 @@ def test_ctrl_c_while_handling_a_reply_loses_nothing(rc, monkeypatch):
     monkeypatch.setattr(type(rc), "_dispatch", real)
     # nothing was lost: every result arrives, including the interrupted one
     assert [ar.get(10) for ar in ars] == list(range(6))
+
+
+def test_a_tracked_push_is_sent_once_its_buffers_are_written(oxipp_bin, tmp_path):
+    """Big buffers are sent from the caller's own memory (no copy): with ``track=True`` the
+    request is ``sent`` only once the core has written them, and changing the array after
+    ``wait_for_send`` cannot change what the engine got. Untracked requests count as sent at
+    once, as in stock. (The controller is stopped meanwhile so that 64 MB cannot all be
+    written into the sockets' buffers.)"""
+    np = pytest.importorskip("numpy")
+    c = Cluster(oxipp_bin, tmp_path / "profile", engine_kind="oxipp")
+    c.start_controller("--ping=5000")
+    c.start_engine()
+    try:
+        rc = oxipp.Client(profile_dir=str(c.profile_dir), timeout=10)
+        rc.wait_for_engines(1, timeout=30)
+        one = rc[rc.ids[0]]
+        expected = np.arange(8_000_000, dtype="float64")
+        a = expected.copy()
+        os.kill(c.controller.pid, signal.SIGSTOP)
+        try:
+            ar = one.push({"a": a}, block=False, track=True)
+            # a broadcast's per-engine results share the tracker of the one message
+            bar = rc.broadcast_view(targets=rc.ids).push({"c": a}, block=False, track=True)
+            time.sleep(0.2)
+            assert not ar.sent and not bar.sent
+            with pytest.raises(TimeoutError):
+                ar.wait_for_send(0.2)
+        finally:
+            os.kill(c.controller.pid, signal.SIGCONT)
+        assert ar.wait_for_send(30) is True and bar.wait_for_send(30) is True
+        assert ar.sent and bar.sent
+        bar.get(timeout=30)
+        a[:] = -1
+        ar.get(timeout=30)
+        assert (one.pull("a", block=True) == expected).all()
+        ar = one.push({"b": a}, block=False)
+        assert ar.sent and ar.wait_for_send(0) is True
+        ar.get(timeout=30)
+        rc.close()
+    finally:
+        c.stop()
+
+
+def test_buffers_sent_without_a_copy_are_released_after_sending(cluster):
+    """The core holds a big buffer only until it is written: an array pushed and then
+    dropped by its owner is freed (its memory would otherwise pile up with every push)."""
+    np = pytest.importorskip("numpy")
+    import weakref  # noqa: PLC0415
+
+    rc = oxipp.Client(profile_dir=str(cluster.profile_dir), timeout=10)
+    try:
+        rc.wait_for_engines(2, timeout=30)
+        one = rc[rc.ids[0]]
+        a = np.ones(1_000_000)
+        gone = weakref.ref(a)
+        one.push({"a": a}, block=True)
+        del a
+        # released by the next call into the core after the write, at the latest
+        wait_for(lambda: one.apply_sync(identity, 1) == 1 and gone() is None, 10, "release")
+        assert one.pull("a", block=True).sum() == 1_000_000
+    finally:
+        rc.close()

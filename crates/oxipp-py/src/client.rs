@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyConnectionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use crate::engine::frames;
+use crate::sendbuf::{frames, SendTracker};
 
 fn to_py(e: ClientError) -> PyErr {
     match e {
@@ -91,8 +91,9 @@ impl PyClientCore {
 
     /// Signs and sends a message on `channel` (query, mux, task, control, broadcast).
     /// `flush=False` only queues it, for a later flushing send or `flush()`: a batch of
-    /// messages goes out in a few writes.
-    #[pyo3(signature = (channel, header, content, metadata=None, buffers=None, ident=None, parent=None, flush=true))]
+    /// messages goes out in a few writes. Big buffers are sent from their own memory (see
+    /// `sendbuf`); `track=True` returns a `SendTracker` that is done once none is in use.
+    #[pyo3(signature = (channel, header, content, metadata=None, buffers=None, ident=None, parent=None, flush=true, track=false))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -105,10 +106,17 @@ impl PyClientCore {
         ident: Option<&[u8]>,
         parent: Option<&[u8]>,
         flush: bool,
-    ) -> PyResult<()> {
+        track: bool,
+    ) -> PyResult<Option<SendTracker>> {
         let ch = Channel::parse(channel)
             .ok_or_else(|| PyValueError::new_err(format!("unknown channel {channel:?}")))?;
-        let buffers = frames(buffers)?;
+        let (tracker, state) = if track {
+            let (t, s) = SendTracker::new();
+            (Some(t), Some(s))
+        } else {
+            (None, None)
+        };
+        let buffers = frames(buffers, state.as_ref())?;
         let (header, content) = (header.to_vec(), content.to_vec());
         let metadata = metadata.unwrap_or(b"{}").to_vec();
         let (parent, ident) = (parent.map(<[u8]>::to_vec), ident.map(<[u8]>::to_vec));
@@ -126,7 +134,8 @@ impl PyClientCore {
                 flush,
             )
         })
-        .map_err(to_py)
+        .map_err(to_py)?;
+        Ok(tracker)
     }
 
     /// Writes every message that sends with `flush=False` queued.

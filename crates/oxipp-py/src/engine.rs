@@ -10,7 +10,8 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use oxipp_engine::{EngineError, Options, Request, Runtime};
-use pyo3::buffer::PyBuffer;
+
+use crate::sendbuf::frames;
 use pyo3::exceptions::{PyConnectionError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -46,55 +47,6 @@ fn init_logging(level: i32) {
             .with_target(false)
             .try_init();
     });
-}
-
-/// Copies a Python sequence of bytes-like objects into frames, one copy each: `bytes` are read
-/// directly, anything else with the buffer protocol (memoryview, bytearray, numpy arrays) is
-/// copied out of its buffer (viewed as unsigned bytes), and only objects without a C-contiguous
-/// buffer go through `bytes(obj)`.
-pub(crate) fn frames(buffers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<bytes::Bytes>> {
-    let Some(buffers) = buffers else {
-        return Ok(vec![]);
-    };
-    let mut out = Vec::new();
-    for item in buffers.try_iter()? {
-        let item = item?;
-        let b = match item.cast::<PyBytes>() {
-            Ok(b) => bytes::Bytes::copy_from_slice(b.as_bytes()),
-            Err(_) => match buffer_bytes(&item) {
-                Some(v) => bytes::Bytes::from(v),
-                None => {
-                    let conv = item.py().get_type::<PyBytes>().call1((&item,))?;
-                    bytes::Bytes::copy_from_slice(conv.cast::<PyBytes>()?.as_bytes())
-                }
-            },
-        };
-        out.push(b);
-    }
-    Ok(out)
-}
-
-/// The bytes of `obj`'s buffer, or None when it has no C-contiguous one.
-fn buffer_bytes(obj: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
-    let py = obj.py();
-    let as_u8 = |o: &Bound<'_, PyAny>| -> Option<Vec<u8>> {
-        let buf = PyBuffer::<u8>::get(o).ok()?;
-        if !buf.is_c_contiguous() {
-            return None;
-        }
-        buf.to_vec(py).ok()
-    };
-    if let Some(v) = as_u8(obj) {
-        return Some(v);
-    }
-    // typed buffers (float64 arrays, ...): the same memory as unsigned bytes
-    let view = py
-        .get_type::<pyo3::types::PyMemoryView>()
-        .call1((obj,))
-        .ok()?
-        .call_method1("cast", ("B",))
-        .ok()?;
-    as_u8(&view)
 }
 
 /// Sends `unregistration_request` for engine `id` to the controller in `connection_json`
@@ -267,7 +219,7 @@ impl PyEngineRuntime {
         status: &str,
         dependencies_met: bool,
     ) -> PyResult<()> {
-        let bufs = frames(buffers.as_ref())?;
+        let bufs = frames(buffers.as_ref(), None)?;
         let r = req.inner.clone();
         let content = content_json.to_string();
         let status = status.to_string();
@@ -286,7 +238,7 @@ impl PyEngineRuntime {
         topic: Option<&str>,
         buffers: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let bufs = frames(buffers.as_ref())?;
+        let bufs = frames(buffers.as_ref(), None)?;
         let parent = parent.map(|p| p.inner.clone());
         let (msg_type, content, topic) = (
             msg_type.to_string(),

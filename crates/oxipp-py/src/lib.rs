@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod client;
 mod engine;
 mod frame;
+mod sendbuf;
 
 /// Runs the `oxipp` command line with `argv` (program name first, like `sys.argv`) and returns
 /// its exit code; the caller passes it to `sys.exit`.
@@ -26,6 +27,7 @@ fn _oxipp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     engine::register(m)?;
     client::register(m)?;
     frame::register(m)?;
+    sendbuf::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

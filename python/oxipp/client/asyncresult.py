@@ -385,14 +385,23 @@ class AsyncResult(PumpingFuture):
 
     # ------------------------------------------------------------------ sending
 
+    def _send_trackers(self):
+        trackers = (getattr(f, "_send_tracker", lambda: None)() for f in self._children)
+        return [t for t in trackers if t is not None]
+
     @property
     def sent(self):
-        """Whether the messages have left this process (the core copies them on send)."""
-        return True
+        """Whether the core is done with the request's buffers. Big buffers are sent from
+        their own memory: with ``track=True`` this turns True once they were written, after
+        which they may be changed in place; untracked requests count as sent at once."""
+        return all(t.done for t in self._send_trackers())
 
     def wait_for_send(self, timeout=-1):
-        """Returns once the request buffers may be reused (immediately: the Rust core copies
-        them before the send call returns)."""
+        """Waits until ``sent``; ``timeout`` in seconds (negative or None: no limit). Raises
+        TimeoutError if the buffers are still in use then."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        for t in self._send_trackers():
+            t.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
         return True
 
     # ------------------------------------------------------------------ results and metadata

@@ -557,7 +557,7 @@ class Client:
                 message_future_hook(future)
         if isinstance(ident, list):
             ident = ident[-1]
-        self._core.send(
+        tracker = self._core.send(
             channel,
             header_bytes,
             _dumps(content or {}),
@@ -566,7 +566,10 @@ class Client:
             ident,
             _dumps(parent) if parent else None,
             flush,
+            track,
         )
+        if tracker is not None and future is not None:
+            future._set_send_tracker(tracker)
         return future
 
     def _flush(self):

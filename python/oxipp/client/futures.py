@@ -142,10 +142,27 @@ class MessageFuture(PumpingFuture):
         self.msg_id = msg_id
         self.header = header if header is not None else {"msg_type": "unknown_request"}
         self.track = track
+        # `_tracker`: the core's SendTracker of a tracked request (done once its big buffers,
+        # sent from their own memory, are no longer read); `tracker`: a future resolved with
+        # it once the send call returned, as stock's is with pyzmq's MessageTracker. Untracked
+        # requests count as sent at once, as in stock.
         self._tracker = None
-        # Sends are handed to the Rust core, which copies the buffers before the send call
-        # returns: the user's buffers are free to reuse at once, so every tracker is done.
         self.tracker = _SENT
+
+    def _set_send_tracker(self, tracker):
+        self._tracker = tracker
+        self.tracker = Future()
+        self.tracker.set_result(tracker)
+
+    #: the future of the message that carried this request, when that is another one (a
+    #: broadcast's per-engine futures): its tracker is this request's
+    _sent_by = None
+
+    def _send_tracker(self):
+        """The core's SendTracker of the message that carried this request, if tracked."""
+        if self._tracker is None and self._sent_by is not None:
+            return self._sent_by._tracker
+        return self._tracker
 
     _iopub_callbacks = None
 

@@ -556,6 +556,7 @@ class BroadcastView(DirectView):
                 future = client.create_message_futures(
                     derived, message_future.header, async_result=True, track=True
                 )
+                future[0]._sent_by = message_future
                 client.outstanding.add(derived)
                 client._outstanding_dict[ident].add(derived)
                 self._outstanding.add(derived)
