@@ -530,3 +530,37 @@ def test_parallel_and_remote_on_a_cluster(rc):
 
     with pytest.warns(UserWarning, match="chunksize"):
         ox_rf.ParallelFunction(dview, _pair, chunksize=2, block=True).map([1], [2])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"msg_id": "a", "date": "2026-12-07T02:33:11.123456Z", "n": [1, 2.5, null, true]}',
+        b"{}",
+        '{"text": "caf\u00e9 \u2603"}'.encode(),
+        b' {"leading": "space"}',
+        b'{"trailing": "space"}\n',
+        b"[1, 2]",
+        b"42",
+    ],
+)
+def test_message_json_reads_as_json_loads_does(data):
+    """The client's reply parser (the C scanner without json.loads' wrapper) gives exactly
+    json.loads' result, whitespace around the document included."""
+    import json  # noqa: PLC0415
+
+    from oxipp.client.client import _loads  # noqa: PLC0415
+
+    assert _loads(data) == json.loads(data)
+
+
+@pytest.mark.parametrize("data", [b'{"a": 1} x', b'{"a": ', b"\xff\xfe{}", b"", b"{'a': 1}"])
+def test_message_json_refuses_what_json_loads_refuses(data):
+    import json  # noqa: PLC0415
+
+    from oxipp.client.client import _loads  # noqa: PLC0415
+
+    with pytest.raises(ValueError) as expected:
+        json.loads(data)
+    with pytest.raises(type(expected.value)):
+        _loads(data)

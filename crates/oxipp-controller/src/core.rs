@@ -56,7 +56,9 @@ pub struct Controller {
     pub(crate) db: Box<dyn TaskStore>,
     /// `None` for the `pure` scheme (plain round-robin relay).
     pub(crate) sched: Option<TaskScheduler>,
-    pub(crate) held: HashMap<String, HeldTask>,
+    /// Tasks between request and reply, by msg_id (touched four times per task: foldhash,
+    /// not the default SipHash).
+    pub(crate) held: HashMap<String, HeldTask, foldhash::fast::RandomState>,
     pub(crate) bcast: Broadcasts,
     pub(crate) timers: VecDeque<(Instant, Timer)>,
     pub stats: Stats,
@@ -113,7 +115,7 @@ impl Controller {
             book: Book::default(),
             db,
             sched,
-            held: HashMap::new(),
+            held: HashMap::default(),
             bcast: Broadcasts::default(),
             timers: VecDeque::new(),
             stats: Stats::default(),

@@ -238,9 +238,7 @@ impl Controller {
                     // Stock reports unknown ids as its own KeyError; other errors (culled
                     // records, NoDB) keep the database's wording.
                     let evalue = match &e {
-                        DbError::Key(m) if !m.contains("culled") => {
-                            py_repr(&format!("No such message: {msg_id}"))
-                        }
+                        DbError::Key(_) => py_repr(&format!("No such message: {msg_id}")),
                         other => other.to_string(),
                     };
                     return (error_content(e.ename(), &evalue), vec![]);
@@ -382,7 +380,7 @@ impl Controller {
             match self.db.get_record(id) {
                 Ok(r) if r.header.is_some() => records.push(r),
                 Ok(_) => missing.push(id.clone()),
-                Err(DbError::Key(m)) if !m.contains("culled") => missing.push(id.clone()),
+                Err(DbError::Key(_)) => missing.push(id.clone()),
                 Err(e) => return db_error(&e),
             }
         }

@@ -134,10 +134,7 @@ fn normalize_dates(rec: &mut TaskRecord) {
 }
 
 fn culled_error(msg_id: &str) -> DbError {
-    DbError::Key(format!(
-        "Record {} has been culled for size",
-        py_repr(msg_id)
-    ))
+    DbError::Culled(msg_id.to_owned())
 }
 
 impl Default for MemoryStore {

@@ -47,6 +47,24 @@ def _as_bytes(buffers):
     return [b if type(b) is bytes else bytes(b) for b in buffers]
 
 
+_scan_json = json.JSONDecoder().scan_once
+
+
+def _loads(data):
+    """A message part's JSON (UTF-8 bytes from the core). The C scanner alone, without what
+    ``json.loads`` wraps around it for bytes (encoding detection in Python: ~1.5 of its 2.3 µs,
+    and a reply has four parts); what it does not take whole (leading whitespace, trailing
+    data) and any error go through ``json.loads``, so the result is always its result."""
+    try:
+        text = data.decode()
+        obj, end = _scan_json(text, 0)
+        if end == len(text):
+            return obj
+    except (StopIteration, ValueError):
+        pass
+    return json.loads(data)
+
+
 def utcnow():
     return datetime.now(timezone.utc)
 
@@ -796,27 +814,27 @@ class Client:
         if source == "iopub":
             self._dispatch_iopub(msg_type, parent_id, header, md, content, buffers)
         elif source == "notification":
-            self._dispatch_notification(msg_type, json.loads(content))
+            self._dispatch_notification(msg_type, _loads(content))
         elif msg_type in ("apply_reply", "execute_reply") and source in (
             "mux",
             "task",
             "broadcast",
         ):
             msg = {
-                "header": json.loads(header),
-                "parent_header": json.loads(parent),
-                "metadata": json.loads(md),
-                "content": json.loads(content),
+                "header": _loads(header),
+                "parent_header": _loads(parent),
+                "metadata": _loads(md),
+                "content": _loads(content),
                 "buffers": buffers,
             }
             self._handle_reply(msg)
         else:
             msg = {
                 "msg_type": msg_type,
-                "header": json.loads(header),
-                "parent_header": json.loads(parent),
-                "metadata": json.loads(md),
-                "content": json.loads(content),
+                "header": _loads(header),
+                "parent_header": _loads(parent),
+                "metadata": _loads(md),
+                "content": _loads(content),
                 "buffers": buffers,
             }
             future = self._futures.get(parent_id) if parent_id else None
@@ -981,8 +999,8 @@ class Client:
         if msg_id not in self.metadata and msg_id not in self._futures:
             return
         md = self.metadata[msg_id]
-        content = json.loads(content)
-        meta = json.loads(meta)
+        content = _loads(content)
+        meta = _loads(meta)
         if md["engine_id"] is None and "engine" in meta:
             md["engine_uuid"] = meta["engine"]
             md["engine_id"] = self._engine_id(meta["engine"])
@@ -1007,7 +1025,7 @@ class Client:
         future = self._futures.get(msg_id)
         if future is not None and future._iopub_callbacks:
             msg = {
-                "header": json.loads(header),
+                "header": _loads(header),
                 "msg_type": msg_type,
                 "metadata": meta,
                 "content": content,
