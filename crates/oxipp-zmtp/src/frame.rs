@@ -149,7 +149,15 @@ struct Big {
     /// was recycled ([`crate::bigbuf`]): only `buf[..size]` is the frame.
     buf: Vec<u8>,
     filled: usize,
+    /// How much of a fresh `buf` was populated ([`POPULATE_AHEAD`]); `usize::MAX` for a
+    /// buffer whose pages are in place already (recycled, or grown by writing zeros).
+    populated: usize,
 }
+
+/// A fresh big buffer's pages are faulted in this far ahead of what was received, in one
+/// call per step ([`crate::pages::populate`]) rather than one fault per page; never further,
+/// so a peer that declares a huge frame and sends little commits little memory.
+const POPULATE_AHEAD: usize = 8 << 20;
 
 /// Incremental frame decoder.
 ///
@@ -203,15 +211,19 @@ impl Decoder {
             if size >= ZERO_COPY_MIN as u64 && flags & FLAG_COMMAND == 0 {
                 let size = usize::try_from(size).map_err(|_| ProtocolError::FrameTooLarge(size))?;
                 // a recycled buffer that fits (pages already mapped) or a fresh one
-                let buf = crate::bigbuf::POOL
-                    .take(size)
-                    .or_else(|| zeroed_buffer(size))
-                    .unwrap_or_else(|| vec![0u8; size.min(BIG_FALLBACK_INITIAL)]);
+                let (buf, populated) = match crate::bigbuf::POOL.take(size) {
+                    Some(b) => (b, usize::MAX),
+                    None => match zeroed_buffer(size) {
+                        Some(b) => (b, 0),
+                        None => (vec![0u8; size.min(BIG_FALLBACK_INITIAL)], usize::MAX),
+                    },
+                };
                 self.big = Some(Big {
                     flags,
                     size,
                     buf,
                     filled: 0,
+                    populated,
                 });
                 pos += hdr;
                 continue;
@@ -247,6 +259,11 @@ impl Decoder {
         }
         // (a recycled buffer may be longer than the frame)
         let end = big.buf.len().min(big.size);
+        if big.populated < end && big.filled + POPULATE_AHEAD / 2 >= big.populated {
+            let upto = (big.filled + POPULATE_AHEAD).min(end);
+            crate::pages::populate(&mut big.buf[big.populated..upto]);
+            big.populated = upto;
+        }
         Some(&mut big.buf[big.filled..end])
     }
 
