@@ -559,6 +559,32 @@ mod tests {
         assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
     }
 
+    /// A fresh big buffer is backed a bounded step ahead of the data, not all at once: a
+    /// peer that declares a 64 MiB frame and sends nothing commits ~8 MiB.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_big_frame_buffer_is_populated_only_ahead_of_the_data() {
+        use crate::pages::tests::rss_kib_at;
+        let size = 64 << 20;
+        let mut d = Decoder::new(None);
+        d.decode(&long_header(size as u64), &mut Vec::new())
+            .unwrap();
+        if d.big.as_ref().expect("big frame").populated == usize::MAX {
+            return; // a recycled buffer (another test's, in this process): in place already
+        }
+        let addr = d.big_spare().expect("spare").as_ptr() as usize;
+        let populated = d.big.as_ref().unwrap().populated;
+        assert_eq!(populated, POPULATE_AHEAD);
+        let rss = rss_kib_at(addr + size / 2);
+        assert!(
+            rss < 3 * (POPULATE_AHEAD >> 10),
+            "{rss} KiB resident after no data"
+        );
+        d.big_filled(POPULATE_AHEAD);
+        d.big_spare().expect("spare");
+        assert_eq!(d.big.as_ref().unwrap().populated, 2 * POPULATE_AHEAD);
+    }
+
     /// A declared size no allocator can provide is no crash: the buffer starts at the
     /// fallback size and would grow only as bytes arrive.
     #[test]

@@ -105,7 +105,7 @@ pub fn populate(buf: &mut [u8]) -> bool {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Field `name` (e.g. `VmFlags:`) of the mapping that holds `addr`, from
@@ -138,7 +138,7 @@ mod tests {
     }
 
     /// Resident memory of the mapping that holds `addr`, in KiB.
-    fn rss_kib_at(addr: usize) -> usize {
+    pub(crate) fn rss_kib_at(addr: usize) -> usize {
         let rss = smaps_field_at(addr, "Rss:");
         rss.trim()
             .trim_end_matches("kB")
