@@ -169,6 +169,10 @@ class ParallelFunction(RemoteFunction):
             if sum(len(a) for a in args) == 0:
                 continue
             chunk_size = min(len(a) for a in args) if mapping else 1
+            if mapping:
+                # the engine only iterates a mapped part: a short range goes as a list,
+                # which pickles in a third of the time (no global to look up) and as fewer bytes
+                args = [list(a) if type(a) is range and len(a) <= 8 else a for a in args]
             args = [PrePickled(a) for a in args]
             chunks.append((t, [pf, *args] if mapping else args, chunk_size))
         if balanced:

@@ -129,7 +129,26 @@ def serialize_object(obj, buffer_threshold=MAX_BYTES, item_threshold=MAX_ITEMS) 
     return _serialize(obj, buffer_threshold, item_threshold)
 
 
+#: types that ``can`` leaves as they are and that hold no buffers: a list or tuple of only
+#: these pickles as it is (the arguments of most map tasks: one number or string each)
+_PLAIN_TYPES = frozenset({int, float, complex, str, bool, type(None)})
+
+
+def _plain_sequence(obj, item_threshold) -> bool:
+    """Whether ``obj`` is a short list or tuple of plain values that canning would not change
+    (and no canner was registered for such values)."""
+    return (
+        (type(obj) is list or type(obj) is tuple)
+        and len(obj) < item_threshold
+        and _PLAIN_TYPES.issuperset(map(type, obj))
+        and _PLAIN_TYPES.isdisjoint(can_map)
+    )
+
+
 def _serialize(obj, buffer_threshold, item_threshold) -> list:
+    if _plain_sequence(obj, item_threshold):
+        # what the canning below would pickle, the same bytes, without its per-item calls
+        return [_wire_dumps(obj, PICKLE_PROTOCOL, pickle, fast=True)]
     buffers = []
     if istype(obj, sequence_types) and len(obj) < item_threshold:
         cobj = can_sequence(obj)
