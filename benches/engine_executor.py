@@ -4,7 +4,8 @@ The end-to-end goal is ≤ 25 µs of engine CPU per no-op apply (Rust runtime + 
 measures the Python share: ``Executor.handle`` on a pre-built request, with an ``io`` that does
 nothing, so only unpacking, calling, serializing and building the reply are counted. The request
 is what a stock client sends for ``view.apply(f)`` (``ipyparallel.serialize.pack_apply_message``
-when stock is installed, else oxipp's byte-identical one).
+when stock is installed, else oxipp's byte-identical one); ``map_task`` is one task of an oxipp
+client's load-balanced ``map`` (chunksize 1).
 
 Also reported, because they bound engine start-up: importing the executor, building it, the
 kernel_info content, and the one-time cost of the first ``execute_request`` (IPython import and
@@ -74,6 +75,10 @@ def noop():
     return None
 
 
+def identity(x):
+    return x
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20000, help="applies per repeat")
@@ -116,9 +121,19 @@ def main() -> None:
         packer = "oxipp"
     results["request_packed_by"] = packer
 
+    # one task of an oxipp client's load-balanced map (chunksize 1): the map helper, the
+    # function and the one-element part, each pickled once by the client
+    from oxipp.client.remotefunction import _map  # noqa: PLC0415
+    from oxipp.serialize import pack_apply_message as oxipp_pack  # noqa: PLC0415
+    from oxipp.serialize.serialize import PrePickled  # noqa: PLC0415
+
     cases = {
         "noop_apply": Req("apply_request", pack_apply_message(noop, (), {})),
         "lambda_1_arg": Req("apply_request", pack_apply_message(lambda x: x, (1,), {})),
+        "map_task": Req(
+            "apply_request",
+            oxipp_pack(PrePickled(_map), (PrePickled(identity), PrePickled([5])), {}),
+        ),
     }
     for name, req in cases.items():
         reply = handle(req)
