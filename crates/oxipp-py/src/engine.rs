@@ -10,11 +10,11 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use oxipp_engine::{EngineError, Options, Request, Runtime};
-
-use crate::sendbuf::frames;
 use pyo3::exceptions::{PyConnectionError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::sendbuf::frames;
 
 /// The longest the GIL is released in one go while waiting for a request.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
