@@ -13,37 +13,43 @@
 /// whole huge page).
 const MIN_BYTES: usize = 4 << 20;
 
+/// `madvise(advice)` over the whole pages inside `buf`: `Ok` if the kernel took it, `Err`
+/// with its error if not (`None`: `buf` holds no whole page). Only for advice that keeps
+/// the range's contents and keeps no pointer (how and when it is backed, nothing more):
+/// `buf` is borrowed, not owned, so advice such as `MADV_DONTNEED` would be unsound here.
+#[cfg(target_os = "linux")]
+fn advise_whole_pages(buf: &[u8], advice: libc::c_int) -> Option<std::io::Result<()>> {
+    // SAFETY: sysconf reads a constant of the system.
+    #[allow(unsafe_code)]
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => return None,
+    };
+    let start = (buf.as_ptr() as usize).next_multiple_of(page);
+    let end = (buf.as_ptr() as usize + buf.len()) / page * page;
+    if end <= start {
+        return None;
+    }
+    // SAFETY: [start, end) lies within `buf`, memory this process owns and maps, and the
+    // advice keeps its contents (the callers pass MADV_NOHUGEPAGE / MADV_POPULATE_WRITE).
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
+    Some(if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    })
+}
+
 /// Advises the kernel not to back `buf` with transparent huge pages, and says whether it
 /// did. Best effort: on failure (a kernel without transparent huge pages refuses the advice,
 /// and off Linux there is none) the buffer simply keeps the default.
 pub fn small_pages(buf: &[u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
-        if buf.len() < MIN_BYTES {
-            return false;
-        }
-        // SAFETY: sysconf reads a constant of the system.
-        #[allow(unsafe_code)]
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            p if p > 0 => p as usize,
-            _ => return false,
-        };
-        let start = (buf.as_ptr() as usize).next_multiple_of(page);
-        let end = (buf.as_ptr() as usize + buf.len()) / page * page;
-        if end <= start {
-            return false;
-        }
-        // SAFETY: [start, end) lies within `buf`, memory this process owns and maps;
-        // MADV_NOHUGEPAGE only changes how future faults in that range are backed (no data
-        // is dropped or moved) and keeps no pointer.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::madvise(
-                start as *mut libc::c_void,
-                end - start,
-                libc::MADV_NOHUGEPAGE,
-            ) == 0
-        }
+        // MADV_NOHUGEPAGE only changes how future faults in the range are backed
+        buf.len() >= MIN_BYTES
+            && matches!(advise_whole_pages(buf, libc::MADV_NOHUGEPAGE), Some(Ok(())))
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -67,35 +73,21 @@ pub fn populate(buf: &mut [u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
         use std::sync::atomic::Ordering;
-        if buf.is_empty() || NO_POPULATE.load(Ordering::Relaxed) {
+        if NO_POPULATE.load(Ordering::Relaxed) {
             return false;
         }
-        // SAFETY: sysconf reads a constant of the system.
-        #[allow(unsafe_code)]
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            p if p > 0 => p as usize,
-            _ => return false,
-        };
-        let start = (buf.as_ptr() as usize).next_multiple_of(page);
-        let end = (buf.as_ptr() as usize + buf.len()) / page * page;
-        if end <= start {
-            return false;
-        }
-        // SAFETY: [start, end) lies within `buf`, memory this process owns and maps;
         // MADV_POPULATE_WRITE only faults the pages in (as a write would), keeping their
-        // contents, and keeps no pointer.
-        #[allow(unsafe_code)]
-        let r = unsafe {
-            libc::madvise(
-                start as *mut libc::c_void,
-                end - start,
-                libc::MADV_POPULATE_WRITE,
-            )
-        };
-        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-            NO_POPULATE.store(true, Ordering::Relaxed);
+        // contents
+        match advise_whole_pages(buf, libc::MADV_POPULATE_WRITE) {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    NO_POPULATE.store(true, Ordering::Relaxed);
+                }
+                false
+            }
+            None => false,
         }
-        r == 0
     }
     #[cfg(not(target_os = "linux"))]
     {
