@@ -128,6 +128,9 @@ def test_execute_output(client):
     code = "print('hello'); import sys; print('err', file=sys.stderr); 6 * 7"
     ar = v.execute(code, silent=False)
     ar.get()
+    # the reply comes on another socket than the output: it may be there first (under load,
+    # CI saw stderr 'err' without the '\n' that print writes separately)
+    ar.wait_for_output(timeout=10)
     assert ar.stdout == ["hello\n"] and ar.stderr == ["err\n"]
     assert ar.execute_result[0]["data"] == {"text/plain": "42"}
     assert ar.metadata[0]["execute_input"] == code
