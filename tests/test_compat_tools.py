@@ -99,3 +99,23 @@ def test_unreadable_junit_is_a_clear_error(tmp_path: Path):
     broken.write_text("<testsuites><testsuite>")
     with pytest.raises(SystemExit, match="cannot read"):
         compare.read_run(broken)
+
+
+def test_a_failure_passing_in_any_rerun_is_flaky_and_one_failing_every_rerun_is_not(
+    junit: Path, tmp_path: Path, capsys
+):
+    baseline = tmp_path / "baseline.txt"
+    baseline.write_text(f"{OK}\n{BAD}\n")
+    still_failing = tmp_path / "rerun1" / "run-1" / "junit.xml"
+    still_failing.parent.mkdir(parents=True)
+    still_failing.write_text(JUNIT)  # BAD fails again
+    passing = tmp_path / "rerun2" / "run-1" / "junit.xml"
+    passing.parent.mkdir(parents=True)
+    passing.write_text(JUNIT.replace('<failure message="boom">trace</failure>', ""))
+    left = tmp_path / "still-failed.txt"
+    args = [str(junit), "--baseline", str(baseline), "--rerun", str(still_failing)]
+    assert compare.main([*args, "--write-failed", str(left)]) == 1
+    assert left.read_text() == f"{BAD}\n"
+    capsys.readouterr()
+    assert compare.main([*args, "--rerun", str(passing)]) == 0
+    assert f"FLAKY (failed, passed on rerun rerun2): {BAD}" in capsys.readouterr().out

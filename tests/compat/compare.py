@@ -11,8 +11,8 @@ only counted. The last line reads ``N passed, N failed`` over the baseline tests
 
 With several XML files (e.g. repeated runs) a test counts as passed only if it passed in every
 one. ``--write-failed FILE`` writes the baseline tests that did not pass, one node id per line,
-for ``run_stock_suite.sh --nodeids FILE``; ``--rerun XML`` then reads that rerun: a test that
-failed in the runs but passed in the rerun counts as passed and is reported as FLAKY, so a
+for ``run_stock_suite.sh --nodeids FILE``; ``--rerun XML`` (repeatable) then reads that rerun: a
+test that failed in the runs but passed in a rerun counts as passed and is reported as FLAKY, so a
 timing-sensitive test on a loaded machine does not fail CI while a real regression (failing
 twice) still does. ``--write-baseline`` does the same over stock runs to produce the baseline:
 tests that did not pass in all of them are left out and printed as flaky candidates.
@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         "--rerun",
         type=Path,
         metavar="XML",
-        help="junit XML of a rerun of the failed tests: passing there makes them flaky, not failed",
+        action="append",
+        default=[],
+        help="junit XML of a rerun of the failed tests (repeatable): passing in one makes them "
+        "flaky, not failed",
     )
     args = parser.parse_args(argv)
 
@@ -161,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     not_passed = [
         (nid, merged.get(nid, "missing")) for nid in baseline if merged.get(nid) != PASSED
     ]
-    if args.rerun:
-        rerun, _ = read_run(args.rerun)
+    for rerun_xml in args.rerun:
+        rerun, _ = read_run(rerun_xml)
         flaky = [(nid, o) for nid, o in not_passed if rerun.get(nid) == PASSED]
+        which = rerun_xml.parent.parent.name
         for nid, outcome in flaky:
-            print(f"compare: FLAKY ({outcome}, passed on rerun): {nid}")
+            print(f"compare: FLAKY ({outcome}, passed on rerun {which}): {nid}")
         not_passed = [(nid, o) for nid, o in not_passed if rerun.get(nid) != PASSED]
     if args.write_failed:
         args.write_failed.write_text("".join(f"{nid}\n" for nid, _ in not_passed))
