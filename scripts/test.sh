@@ -124,10 +124,15 @@ if [[ "$compat_runs" == 0 ]]; then
 fi
 compat_run() {
     # $1 = label; the rest goes to run_stock_suite.sh. pytest's exit code is not the verdict
-    # (some tests fail with stock too): compare.py is. Tests that fail are rerun (up to twice) in a fresh
-    # pytest: passing then marks them FLAKY in the log (timing-sensitive tests on 2 loaded
-    # cores), failing again fails the step. More than 30 failures is a regression, not flakes
-    # (seen once: one stuck engine failed the setup of 19 tests in a row; they passed on rerun).
+    # (some tests fail with stock too): compare.py is. Tests that fail are rerun in a fresh
+    # pytest, up to COMPAT_RERUNS times: passing then marks them FLAKY in the log
+    # (timing-sensitive tests on 2 loaded cores); failing every time fails the step. More than
+    # 30 failures is a regression, not flakes (seen once: one stuck engine failed the setup of
+    # 19 tests in a row; they passed on rerun). Two reruns, because stock's
+    # test_ipcluster_start_stop[True] once failed a run and its immediate rerun, then passed
+    # 3/3: its client may connect between two engines' registrations and miss the second's
+    # notification on the SUB socket it has just connected (the slow-joiner race, which
+    # stock's controller has too).
     local label="$1" dir="$compat_out/$1" rc=0
     shift
     bash tests/compat/run_stock_suite.sh --out "$dir" "$@" || rc=$?
@@ -142,23 +147,20 @@ compat_run() {
     if ((n_failed == 0 || n_failed > 30)); then
         return 1
     fi
-    echo "test: rerunning the $n_failed failed test(s) of $label"
-    bash tests/compat/run_stock_suite.sh --out "$dir/rerun" --nodeids "$dir/failed.txt" "$@" || true
-    if "$py" tests/compat/compare.py "$dir/run-1/junit.xml" --rerun "$dir/rerun/run-1/junit.xml" \
-        --write-failed "$dir/still-failed.txt"; then
-        return 0
-    fi
-    # A second rerun of what failed twice: a test fails the step only when it fails three times
-    # in a row. (Seen: stock's test_ipcluster_start_stop[True] failed a run and its immediate
-    # rerun while passing in the runs before and 3/3 locally after: its client may connect
-    # between two engines' registrations and miss the second's notification on the SUB socket
-    # it has just connected, the slow-joiner race that stock's controller has too.)
-    echo "test: rerunning the test(s) of $label that failed twice, once more"
-    bash tests/compat/run_stock_suite.sh --out "$dir/rerun2" --nodeids "$dir/still-failed.txt" "$@" \
-        || true
-    "$py" tests/compat/compare.py "$dir/run-1/junit.xml" --rerun "$dir/rerun/run-1/junit.xml" \
-        --rerun "$dir/rerun2/run-1/junit.xml"
+    local failed="$dir/failed.txt" reruns=() i
+    for ((i = 1; i <= COMPAT_RERUNS; i++)); do
+        echo "test: rerun $i/$COMPAT_RERUNS of the $(grep -c . "$failed") still failing test(s) of $label"
+        bash tests/compat/run_stock_suite.sh --out "$dir/rerun$i" --nodeids "$failed" "$@" || true
+        reruns+=(--rerun "$dir/rerun$i/run-1/junit.xml")
+        if "$py" tests/compat/compare.py "$dir/run-1/junit.xml" "${reruns[@]}" \
+            --write-failed "$dir/still-failed$i.txt"; then
+            return 0
+        fi
+        failed="$dir/still-failed$i.txt"
+    done
+    return 1
 }
+COMPAT_RERUNS=2
 # Each configuration runs the whole suite OXIPP_COMPAT_RUNS times; a failing run ends it.
 compat_configs=(
     "oxipp-controller|stock suite, oxipp controller + stock engines|3|"

@@ -221,19 +221,17 @@ fn buffer_frame(obj: &Bound<'_, PyAny>, track: Option<&Arc<TrackState>>) -> Opti
         if !buf.is_c_contiguous() {
             return None;
         }
-        let (ptr, len) = (buf.buf_ptr() as *const u8, buf.len_bytes());
-        if len < ZERO_COPY_MIN {
+        if buf.len_bytes() < ZERO_COPY_MIN {
             return buf.to_vec(o.py()).ok().map(Bytes::from);
         }
-        // the memoryview keeps its own export of the buffer: ours can go now
+        drop(buf);
+        // the memoryview holds its own export of the buffer for as long as the frame lives
         let view = PyMemoryView::from(o).ok()?;
-        let (vptr, vlen) = {
+        let (ptr, len) = {
             let vbuf = PyBuffer::<u8>::get(view.as_any()).ok()?;
             (vbuf.buf_ptr() as *const u8, vbuf.len_bytes())
         };
-        debug_assert!(vptr == ptr && vlen == len);
-        drop(buf);
-        Some(pinned(view.into_any().unbind(), vptr, vlen, track))
+        Some(pinned(view.into_any().unbind(), ptr, len, track))
     };
     if let Some(f) = as_u8(obj) {
         return Some(f);
